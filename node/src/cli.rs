@@ -1,0 +1,249 @@
+//! The command line, as clap types. The interface is documented in `docs/interfaces.md`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Kokoa: publish services on private machines at public hostnames, through disposable edges,
+/// run by a replicated control plane.
+#[derive(Debug, Parser)]
+#[command(name = "kokoa", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How admin commands reach the API.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// API URL of any replica.
+    #[arg(
+        long,
+        global = true,
+        env = "KOKOA_SERVER",
+        default_value = "http://127.0.0.1:7300"
+    )]
+    pub server: String,
+    /// Admin token (prefer the KOKOA_TOKEN environment variable).
+    #[arg(long, global = true, env = "KOKOA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a control-plane replica.
+    Server(ServerArgs),
+    /// Inspect and change the cluster's replicas.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Manage origins (where services run).
+    #[command(subcommand)]
+    Origin(OriginCmd),
+    /// Manage routes (public hostnames).
+    #[command(subcommand)]
+    Route(RouteCmd),
+    /// Manage bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Run a whole deployment on loopback: 3 replicas.
+    Dev(DevArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// This replica's id (1, 2, 3, ...), unique in the cluster.
+    #[arg(long)]
+    pub id: u64,
+    /// Where the replica keeps its state.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// API address (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:7300")]
+    pub listen: SocketAddr,
+    /// Replica-to-replica address.
+    #[arg(long, default_value = "127.0.0.1:7301")]
+    pub peer_listen: SocketAddr,
+    /// Initialise a new cluster (alone, or with every replica in --peers as voters).
+    #[arg(long, conflicts_with = "join")]
+    pub init: bool,
+    /// Join an existing cluster through the API of one of its replicas.
+    #[arg(long, value_name = "URL", requires = "join_token")]
+    pub join: Option<String>,
+    /// A server token from `kokoa token create --role server`.
+    #[arg(
+        long,
+        value_name = "T",
+        env = "KOKOA_JOIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub join_token: Option<String>,
+    /// Static membership: every replica's peer address, as 1=ADDR,2=ADDR,3=ADDR.
+    #[arg(long, value_name = "ID=ADDR,...", value_parser = parse_peers)]
+    pub peers: Option<PeerList>,
+    /// Build a snapshot every this many log entries.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub snapshot_every: u64,
+    /// Lower bound of the election timeout in ms (heartbeats every sixth of it).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(60..=60000))]
+    pub election_timeout_ms: u64,
+}
+
+/// The static membership given with `--peers`: (replica id, peer address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerList(pub Vec<(u64, SocketAddr)>);
+
+fn parse_peers(s: &str) -> Result<PeerList, String> {
+    let mut peers = Vec::new();
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?}: expected ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("{id:?} is not a replica id"))?;
+        if id == 0 {
+            return Err("replica ids start at 1".into());
+        }
+        let addr: SocketAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{addr:?} is not an IP:PORT address"))?;
+        if peers.iter().any(|(i, _)| *i == id) {
+            return Err(format!("replica {id} is listed twice"));
+        }
+        peers.push((id, addr));
+    }
+    if peers.is_empty() {
+        return Err("no peers given".into());
+    }
+    Ok(PeerList(peers))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Show the replicas, the leader, the term and the applied index.
+    Status,
+    /// Add a running, empty replica (started with the same cluster secret) as a voter.
+    AddNode {
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        peer_addr: String,
+        #[arg(long)]
+        api_addr: String,
+    },
+    /// Remove a replica from the cluster.
+    RemoveNode {
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OriginCmd {
+    /// Add an origin.
+    Add {
+        name: String,
+        /// "tunnel" (reached through agents) or "direct" (the edge dials the target).
+        #[arg(long, default_value = "tunnel")]
+        kind: String,
+    },
+    /// List origins.
+    Ls,
+    /// Remove an origin (by name or id); it must have no routes.
+    Rm { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCmd {
+    /// Publish HOST from an origin's target.
+    Add {
+        host: String,
+        /// Origin name or id.
+        #[arg(long)]
+        origin: String,
+        /// Where the service listens, seen from the origin: HOST:PORT.
+        #[arg(long)]
+        target: String,
+    },
+    /// List routes.
+    Ls,
+    /// Remove a route (by hostname or id).
+    Rm { host: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token; it is shown only once.
+    Create {
+        /// admin, server, edge or agent.
+        #[arg(long)]
+        role: String,
+        /// Lifetime in seconds.
+        #[arg(long)]
+        ttl_secs: Option<u64>,
+        /// How many registrations or joins it allows.
+        #[arg(long)]
+        max_uses: Option<u32>,
+    },
+    /// List tokens (never their secrets).
+    Ls,
+    /// Revoke a token by id.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// Where the demo keeps its replicas' data (kept between runs).
+    #[arg(long, default_value = "kokoa-dev")]
+    pub data_dir: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "kokoa",
+            "server",
+            "--id",
+            "1",
+            "--data-dir",
+            "d",
+            "--peers",
+            "1=127.0.0.1:1,2=127.0.0.1:2",
+            "--init",
+        ])
+        .unwrap();
+        let Command::Server(args) = cli.command else {
+            panic!("not a server command")
+        };
+        assert_eq!(args.peers.unwrap().0.len(), 2);
+    }
+
+    #[test]
+    fn peers_parse() {
+        let p = parse_peers("1=127.0.0.1:1,2=127.0.0.1:2").unwrap();
+        assert_eq!(p.0.len(), 2);
+        for bad in [
+            "",
+            "1",
+            "0=127.0.0.1:1",
+            "1=x",
+            "1=127.0.0.1:1,1=127.0.0.1:2",
+        ] {
+            assert!(parse_peers(bad).is_err(), "{bad:?}");
+        }
+    }
+}

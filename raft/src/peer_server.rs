@@ -1,0 +1,90 @@
+//! The peer RPC server on `--peer-listen`: raft's own RPCs and requests forwarded to the leader.
+//! Every request must carry the cluster secret.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use kokoa_store::codec::{decode, encode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::node::RaftNode;
+use crate::transport::SECRET_HEADER;
+
+/// Largest peer request body: a batch of entries or one snapshot chunk (see `raft_config`).
+pub(crate) const MAX_PEER_BODY: usize = 16 * 1024 * 1024;
+
+/// The router serving peer RPC for `node`.
+pub(crate) fn router(node: RaftNode) -> Router {
+    Router::new()
+        .route("/raft/append", post(append))
+        .route("/raft/vote", post(vote))
+        .route("/raft/snapshot", post(snapshot))
+        .route("/raft/forward", post(forward))
+        .layer(DefaultBodyLimit::max(MAX_PEER_BODY))
+        .with_state(node)
+}
+
+fn authorized(node: &RaftNode, headers: &HeaderMap) -> bool {
+    headers
+        .get(SECRET_HEADER)
+        .is_some_and(|v| node.transport().secret_matches(v.as_bytes()))
+}
+
+fn reject(status: StatusCode, msg: &'static str) -> Response {
+    (status, msg).into_response()
+}
+
+fn reply<T: Serialize>(value: &T) -> Response {
+    match encode(value) {
+        Ok(bytes) => bytes.into_response(),
+        Err(_) => reject(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the answer",
+        ),
+    }
+}
+
+/// Checks the secret and decodes the body, or answers the error.
+fn open<T: DeserializeOwned>(
+    node: &RaftNode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, Response> {
+    if !authorized(node, headers) {
+        tracing::warn!("peer request with a wrong or missing cluster secret");
+        return Err(reject(StatusCode::UNAUTHORIZED, "wrong cluster secret"));
+    }
+    decode(body).map_err(|_| reject(StatusCode::BAD_REQUEST, "undecodable request"))
+}
+
+async fn append(State(node): State<RaftNode>, headers: HeaderMap, body: Bytes) -> Response {
+    match open(&node, &headers, &body) {
+        Ok(req) => reply(&node.raft().append_entries(req).await),
+        Err(resp) => resp,
+    }
+}
+
+async fn vote(State(node): State<RaftNode>, headers: HeaderMap, body: Bytes) -> Response {
+    match open(&node, &headers, &body) {
+        Ok(req) => reply(&node.raft().vote(req).await),
+        Err(resp) => resp,
+    }
+}
+
+async fn snapshot(State(node): State<RaftNode>, headers: HeaderMap, body: Bytes) -> Response {
+    match open(&node, &headers, &body) {
+        Ok(req) => reply(&node.raft().install_snapshot(req).await),
+        Err(resp) => resp,
+    }
+}
+
+async fn forward(State(node): State<RaftNode>, headers: HeaderMap, body: Bytes) -> Response {
+    match open(&node, &headers, &body) {
+        Ok(req) => reply(&node.handle_forward(req).await),
+        Err(resp) => resp,
+    }
+}

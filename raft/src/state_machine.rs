@@ -1,0 +1,279 @@
+//! The raft state machine over `state.redb`: applies committed commands, builds and installs
+//! snapshots.
+//!
+//! Each batch of entries is applied in one durable transaction together with the last applied
+//! log id and membership. redb calls run on tokio's blocking pool. After every apply or install
+//! the new position is published on a watch channel, which the API uses to wait for its writes
+//! and the pulls will use to wake up.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use kokoa_store::codec::{decode, encode};
+use kokoa_store::{AppliedMeta, Command, Outcome, StateDb, StateImage, StoreError};
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, OptionalSend, RaftLogId, RaftSnapshotBuilder};
+use tokio::sync::watch;
+
+use crate::types::{
+    read_error, write_error, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
+};
+
+/// Where the state machine stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppliedPosition {
+    /// Raft log index of the last applied entry.
+    pub index: u64,
+    /// Log index of the last command that changed the state.
+    pub version: u64,
+}
+
+/// Kokoa's [`RaftStateMachine`]; clones share the database.
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Arc<StateDb>,
+    membership: Arc<Mutex<StoredMembership>>,
+    position: Arc<watch::Sender<AppliedPosition>>,
+    snapshot_seq: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("position", &*self.position.borrow())
+            .finish()
+    }
+}
+
+impl StateMachine {
+    /// Opens the state at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = StateDb::open(path)?;
+        let meta = db.applied_meta()?;
+        let applied: Option<LogId> = meta.applied.as_deref().map(decode).transpose()?;
+        let membership: StoredMembership = meta
+            .membership
+            .as_deref()
+            .map(decode)
+            .transpose()?
+            .unwrap_or_default();
+        let position = AppliedPosition {
+            index: applied.map_or(0, |l| l.index),
+            version: db.version()?,
+        };
+        Ok(StateMachine {
+            db: Arc::new(db),
+            membership: Arc::new(Mutex::new(membership)),
+            position: Arc::new(watch::channel(position).0),
+            snapshot_seq: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The state database, for reads.
+    pub fn db(&self) -> &Arc<StateDb> {
+        &self.db
+    }
+
+    /// Follows the applied position.
+    pub fn position(&self) -> watch::Receiver<AppliedPosition> {
+        self.position.subscribe()
+    }
+
+    fn membership(&self) -> StoredMembership {
+        self.membership
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_membership(&self, m: StoredMembership) {
+        *self.membership.lock().unwrap_or_else(|p| p.into_inner()) = m;
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&StateDb) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("state task failed: {e}")))?
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let meta = self
+            .blocking(|db| db.applied_meta())
+            .await
+            .map_err(read_error)?;
+        let applied: Option<LogId> = meta
+            .applied
+            .as_deref()
+            .map(decode)
+            .transpose()
+            .map_err(read_error)?;
+        Ok((applied, self.membership()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch: Vec<(u64, Option<Command>)> = Vec::new();
+        let mut last: Option<LogId> = None;
+        let mut membership = None;
+        for entry in entries {
+            let log_id = *entry.get_log_id();
+            last = Some(log_id);
+            match entry.payload {
+                EntryPayload::Normal(cmd) => batch.push((log_id.index, Some(cmd))),
+                EntryPayload::Blank => batch.push((log_id.index, None)),
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(log_id), m));
+                    batch.push((log_id.index, None));
+                }
+            }
+        }
+        let Some(last) = last else {
+            return Ok(Vec::new());
+        };
+        let meta = AppliedMeta {
+            applied: Some(encode(&last).map_err(write_error)?),
+            membership: membership
+                .as_ref()
+                .map(encode)
+                .transpose()
+                .map_err(write_error)?,
+        };
+        let (outcomes, version, batch) = self
+            .blocking(move |db| {
+                let refs: Vec<(u64, Option<&Command>)> =
+                    batch.iter().map(|(i, c)| (*i, c.as_ref())).collect();
+                let outcomes = db.apply_batch(&refs, &meta)?;
+                Ok((outcomes, db.version()?, batch))
+            })
+            .await
+            .map_err(write_error)?;
+        if let Some(m) = membership {
+            self.set_membership(m);
+        }
+        self.position.send_replace(AppliedPosition {
+            index: last.index,
+            version,
+        });
+        // One response per entry: raft's own entries answer `Applied`.
+        let mut outcomes = outcomes.into_iter();
+        Ok(batch
+            .iter()
+            .map(|(_, cmd)| match cmd {
+                Some(_) => outcomes.next().unwrap_or(Outcome::Applied),
+                None => Outcome::Applied,
+            })
+            .collect())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let image: StateImage = decode(&data).map_err(write_error)?;
+        let applied = AppliedMeta {
+            applied: meta
+                .last_log_id
+                .map(|l| encode(&l))
+                .transpose()
+                .map_err(write_error)?,
+            membership: Some(encode(&meta.last_membership).map_err(write_error)?),
+        };
+        let meta_bytes = encode(meta).map_err(write_error)?;
+        let version = image.version;
+        self.blocking(move |db| db.install(&image, &applied, &meta_bytes, &data))
+            .await
+            .map_err(write_error)?;
+        self.set_membership(meta.last_membership.clone());
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        self.position
+            .send_replace(AppliedPosition { index, version });
+        tracing::info!(snapshot = %meta.snapshot_id, index, version, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let Some((meta, data)) = self
+            .blocking(|db| db.current_snapshot())
+            .await
+            .map_err(read_error)?
+        else {
+            return Ok(None);
+        };
+        let meta: SnapshotMeta = decode(&meta).map_err(read_error)?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        // The image and the applied log id come from one read transaction: they match.
+        let (image, applied) = self
+            .blocking(|db| {
+                let reader = db.reader()?;
+                Ok((reader.image()?, reader.applied_meta()?))
+            })
+            .await
+            .map_err(read_error)?;
+        let last_log_id: Option<LogId> = applied
+            .applied
+            .as_deref()
+            .map(decode)
+            .transpose()
+            .map_err(read_error)?;
+        let last_membership: StoredMembership = applied
+            .membership
+            .as_deref()
+            .map(decode)
+            .transpose()
+            .map_err(read_error)?
+            .unwrap_or_default();
+        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match last_log_id {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, seq),
+            None => format!("0-0-{seq}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id,
+        };
+        let data = encode(&image).map_err(write_error)?;
+        let meta_bytes = encode(&meta).map_err(write_error)?;
+        let stored = data.clone();
+        self.blocking(move |db| db.save_snapshot(&meta_bytes, &stored))
+            .await
+            .map_err(write_error)?;
+        tracing::debug!(snapshot = %meta.snapshot_id, bytes = data.len(), "built snapshot");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}

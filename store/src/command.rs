@@ -1,0 +1,157 @@
+//! The commands that change the replicated state, and what applying one yields.
+//!
+//! A command is complete: everything non-deterministic (ids, timestamps, the current time for
+//! token checks, token hashes) was chosen by the proposer. [`Command::validate`] checks what
+//! can be checked without the state; `apply` checks the rest (uniqueness, references).
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{EdgeNode, Origin, ReplicaInfo, Route, Token};
+use crate::validate::{
+    normalize_hostname, normalize_target, validate_id, validate_name, validate_socket_addr,
+    ValidationError,
+};
+
+/// A change to the replicated state, as carried in the raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    CreateOrigin(Origin),
+    DeleteOrigin {
+        id: String,
+    },
+    CreateRoute(Route),
+    DeleteRoute {
+        id: String,
+    },
+    CreateToken(Token),
+    RevokeToken {
+        id: String,
+    },
+    /// Counts one use of a token (registration, join) if it is still usable at `now`.
+    UseToken {
+        id: String,
+        now: u64,
+    },
+    UpsertEdgeNode(EdgeNode),
+    DeleteEdgeNode {
+        id: String,
+    },
+    /// Records (or updates) where a replica's API listens.
+    SetReplica(ReplicaInfo),
+    RemoveReplica {
+        id: u64,
+    },
+}
+
+impl Command {
+    /// Checks everything that does not depend on the state: syntax of hostnames, targets,
+    /// names, ids and addresses, and that values are already in normal form.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        match self {
+            Command::CreateOrigin(o) => {
+                validate_id(&o.id)?;
+                validate_name(&o.name)
+            }
+            Command::CreateRoute(r) => {
+                validate_id(&r.id)?;
+                validate_id(&r.origin_id)?;
+                if normalize_hostname(&r.hostname)? != r.hostname {
+                    return Err(ValidationError::Hostname(
+                        r.hostname.clone(),
+                        "not in normal form".into(),
+                    ));
+                }
+                if normalize_target(&r.target)? != r.target {
+                    return Err(ValidationError::Target(
+                        r.target.clone(),
+                        "not in normal form".into(),
+                    ));
+                }
+                Ok(())
+            }
+            Command::CreateToken(t) => validate_id(&t.id),
+            Command::UpsertEdgeNode(e) => {
+                validate_id(&e.id)?;
+                validate_name(&e.name)
+            }
+            Command::SetReplica(r) => validate_socket_addr(&r.api_addr),
+            Command::DeleteOrigin { id }
+            | Command::DeleteRoute { id }
+            | Command::RevokeToken { id }
+            | Command::UseToken { id, .. }
+            | Command::DeleteEdgeNode { id } => validate_id(id),
+            Command::RemoveReplica { .. } => Ok(()),
+        }
+    }
+
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::CreateOrigin(_) => "create_origin",
+            Command::DeleteOrigin { .. } => "delete_origin",
+            Command::CreateRoute(_) => "create_route",
+            Command::DeleteRoute { .. } => "delete_route",
+            Command::CreateToken(_) => "create_token",
+            Command::RevokeToken { .. } => "revoke_token",
+            Command::UseToken { .. } => "use_token",
+            Command::UpsertEdgeNode(_) => "upsert_edge_node",
+            Command::DeleteEdgeNode { .. } => "delete_edge_node",
+            Command::SetReplica(_) => "set_replica",
+            Command::RemoveReplica { .. } => "remove_replica",
+        }
+    }
+}
+
+/// The result of applying one command. A rejected command changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The command took effect (or had already taken effect: commands are idempotent on their
+    /// ids, so a retried create is not a conflict with itself).
+    Applied,
+    /// The command was refused; the state did not change.
+    Rejected(Rejection),
+}
+
+/// Why `apply` refused a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Rejection {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("the name {0:?} is already used")]
+    NameTaken(String),
+    #[error("the hostname {0:?} already has a route")]
+    HostnameTaken(String),
+    #[error("the id {0:?} is already used by a different record")]
+    IdTaken(String),
+    #[error("there is no origin {0:?}")]
+    UnknownOrigin(String),
+    #[error("origin {0:?} still has {1} route(s); delete them first")]
+    OriginInUse(String, usize),
+    #[error("not found")]
+    NotFound,
+    #[error("the token has expired")]
+    TokenExpired,
+    #[error("the token has been revoked")]
+    TokenRevoked,
+    #[error("the token has been used up")]
+    TokenUsedUp,
+}
+
+impl Rejection {
+    /// A stable, machine-readable code for the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::Invalid(v) => v.code(),
+            Rejection::NameTaken(_) => "name_taken",
+            Rejection::HostnameTaken(_) => "hostname_taken",
+            Rejection::IdTaken(_) => "id_taken",
+            Rejection::UnknownOrigin(_) => "unknown_origin",
+            Rejection::OriginInUse(..) => "origin_in_use",
+            Rejection::NotFound => "not_found",
+            Rejection::TokenExpired => "token_expired",
+            Rejection::TokenRevoked => "token_revoked",
+            Rejection::TokenUsedUp => "token_used_up",
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Waiting for a condition instead of sleeping for a guessed time.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// How often conditions are re-checked.
+const POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// Polls `check` until it returns `Some(value)`, and returns that value.
+///
+/// # Panics
+/// When `timeout` passes first, naming `what`.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    wait_until_ok(what, timeout, || {
+        let fut = check();
+        async move { fut.await.ok_or_else(|| "condition not met".to_string()) }
+    })
+    .await
+}
+
+/// Polls `check` until it returns `Ok(value)`, and returns that value.
+///
+/// `Err(reason)` says why the condition does not hold yet; the last reason is in the panic.
+///
+/// # Panics
+/// When `timeout` passes first, naming `what` and the last reason.
+pub async fn wait_until_ok<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
+    loop {
+        let attempt = check().await;
+        match attempt {
+            Ok(value) => return value,
+            Err(reason) if started.elapsed() >= timeout => {
+                panic!("timed out after {timeout:?} waiting for {what}; last: {reason}")
+            }
+            Err(_) => tokio::time::sleep(POLL_EVERY).await,
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! `/api/v1/tokens`: scoped bearer tokens, shown once, stored hashed.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use kokoa_raft::Command;
+use kokoa_store::{Role, Token};
+use serde::{Deserialize, Serialize};
+
+use super::{committed, Items};
+use crate::auth::{new_token, unix_now};
+use crate::extract::{ApiJson, ReadMode};
+use crate::{ApiContext, ApiError};
+
+/// Longest token lifetime accepted: ten years.
+const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub role: Role,
+    pub ttl_secs: Option<u64>,
+    pub max_uses: Option<u32>,
+}
+
+/// A token as listed: everything but the hash.
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    pub id: String,
+    pub role: Role,
+    pub created_at: u64,
+    pub expires_at: Option<u64>,
+    pub max_uses: Option<u32>,
+    pub uses: u32,
+    pub revoked: bool,
+}
+
+impl From<Token> for TokenView {
+    fn from(t: Token) -> Self {
+        TokenView {
+            id: t.id,
+            role: t.role,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            max_uses: t.max_uses,
+            uses: t.uses,
+            revoked: t.revoked,
+        }
+    }
+}
+
+/// The answer to a create: the only time the token itself is shown.
+#[derive(Debug, Serialize)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub view: TokenView,
+    pub token: String,
+}
+
+pub async fn create(
+    State(ctx): State<ApiContext>,
+    ApiJson(req): ApiJson<CreateToken>,
+) -> Result<Response, ApiError> {
+    if req.ttl_secs.is_some_and(|t| t == 0 || t > MAX_TTL_SECS) {
+        return Err(ApiError::bad_request(
+            "invalid_ttl",
+            format!("ttl_secs must be 1 to {MAX_TTL_SECS}"),
+        ));
+    }
+    if req.max_uses == Some(0) {
+        return Err(ApiError::bad_request(
+            "invalid_max_uses",
+            "max_uses must be at least 1",
+        ));
+    }
+    let made = new_token(
+        req.role,
+        unix_now(),
+        req.ttl_secs,
+        req.max_uses,
+        &ctx.cluster_secret,
+        None,
+    )?;
+    let index = ctx.write(Command::CreateToken(made.record.clone())).await?;
+    let body = CreatedToken {
+        view: made.record.into(),
+        token: made.secret_string,
+    };
+    Ok(committed(StatusCode::CREATED, index, Some(body)))
+}
+
+pub async fn list(
+    State(ctx): State<ApiContext>,
+    mode: ReadMode,
+) -> Result<Json<Items<TokenView>>, ApiError> {
+    let tokens = ctx.read(mode, |r| r.tokens()).await?;
+    Ok(Json(Items {
+        items: tokens.into_iter().map(TokenView::from).collect(),
+    }))
+}
+
+pub async fn revoke(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let index = ctx.write(Command::RevokeToken { id }).await?;
+    Ok(committed::<()>(StatusCode::NO_CONTENT, index, None))
+}

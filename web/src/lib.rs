@@ -1,0 +1,132 @@
+//! Kokoa's HTTP API (v1): the admin endpoints over the replicated state, health and readiness.
+//!
+//! Handlers turn requests into [`kokoa_store::Command`]s (choosing ids and timestamps: the
+//! proposer's job) and hand them to the [`RaftNode`]; reads come from the local redb state,
+//! behind a linearizable read barrier unless `?stale=true`. This crate must never touch redb
+//! tables directly or talk to other replicas itself.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod extract;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use kokoa_raft::{Command, Outcome, RaftNode};
+use kokoa_store::state_db::StateReader;
+use kokoa_store::StoreError;
+
+pub use error::ApiError;
+use extract::{ReadMode, MAX_BODY};
+
+/// Header carrying the raft log index of a committed write.
+pub const INDEX_HEADER: &str = "x-kokoa-index";
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub node: RaftNode,
+    /// Embedded in server (join) tokens.
+    pub cluster_secret: Arc<str>,
+}
+
+impl std::fmt::Debug for ApiContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiContext")
+            .field("node", &self.node)
+            .field("cluster_secret", &"<masked>")
+            .finish()
+    }
+}
+
+impl ApiContext {
+    /// Reads the local state on a blocking thread.
+    pub async fn read_local<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&StateReader) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let db = self.node.state().clone();
+        let result = tokio::task::spawn_blocking(move || f(&db.reader()?))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("read task failed: {e}")))?;
+        Ok(result?)
+    }
+
+    /// Reads the state: linearizable unless `mode.stale`.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        mode: ReadMode,
+        f: impl FnOnce(&StateReader) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        if !mode.stale {
+            self.node.read_barrier().await?;
+        }
+        self.read_local(f).await
+    }
+
+    /// Validates and commits `cmd`; returns its log index, or the rejection as an error.
+    pub async fn write(&self, cmd: Command) -> Result<u64, ApiError> {
+        cmd.validate()?;
+        let written = self.node.write(cmd).await?;
+        match written.outcome {
+            Outcome::Applied => Ok(written.index),
+            Outcome::Rejected(r) => Err(r.into()),
+        }
+    }
+}
+
+/// The API router: `/healthz`, `/readyz` and `/api/v1/*`.
+pub fn router(ctx: ApiContext) -> Router {
+    let admin = Router::new()
+        .route("/api/v1/cluster", get(api::cluster::status))
+        .route("/api/v1/cluster/nodes", post(api::cluster::add_node))
+        .route(
+            "/api/v1/cluster/nodes/{id}",
+            delete(api::cluster::remove_node),
+        )
+        .route(
+            "/api/v1/origins",
+            get(api::origins::list).post(api::origins::create),
+        )
+        .route(
+            "/api/v1/origins/{id}",
+            get(api::origins::get_one).delete(api::origins::remove),
+        )
+        .route(
+            "/api/v1/routes",
+            get(api::routes::list).post(api::routes::create),
+        )
+        .route(
+            "/api/v1/routes/{id}",
+            get(api::routes::get_one).delete(api::routes::remove),
+        )
+        .route(
+            "/api/v1/tokens",
+            get(api::tokens::list).post(api::tokens::create),
+        )
+        .route("/api/v1/tokens/{id}", delete(api::tokens::revoke))
+        .route("/api/v1/state", get(api::state::dump))
+        .route_layer(from_fn_with_state(ctx.clone(), auth::require_admin));
+    Router::new()
+        .merge(admin)
+        .route("/api/v1/cluster/join", post(api::cluster::join))
+        .route("/healthz", get(api::health::healthz))
+        .route("/readyz", get(api::health::readyz))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(ctx)
+}
