@@ -34,57 +34,74 @@ fn authorized(node: &RaftNode, headers: &HeaderMap) -> bool {
         .is_some_and(|v| node.transport().secret_matches(v.as_bytes()))
 }
 
-fn reject(status: StatusCode, msg: &'static str) -> Response {
-    (status, msg).into_response()
+/// Why a peer request was refused before reaching raft.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    WrongSecret,
+    Undecodable,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::WrongSecret => {
+                (StatusCode::UNAUTHORIZED, "wrong cluster secret").into_response()
+            }
+            Refused::Undecodable => {
+                (StatusCode::BAD_REQUEST, "undecodable request").into_response()
+            }
+        }
+    }
 }
 
 fn reply<T: Serialize>(value: &T) -> Response {
     match encode(value) {
         Ok(bytes) => bytes.into_response(),
-        Err(_) => reject(
+        Err(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot encode the answer",
-        ),
+        )
+            .into_response(),
     }
 }
 
-/// Checks the secret and decodes the body, or answers the error.
+/// Checks the secret and decodes the body.
 fn open<T: DeserializeOwned>(
     node: &RaftNode,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<T, Response> {
+) -> Result<T, Refused> {
     if !authorized(node, headers) {
         tracing::warn!("peer request with a wrong or missing cluster secret");
-        return Err(reject(StatusCode::UNAUTHORIZED, "wrong cluster secret"));
+        return Err(Refused::WrongSecret);
     }
-    decode(body).map_err(|_| reject(StatusCode::BAD_REQUEST, "undecodable request"))
+    decode(body).map_err(|_| Refused::Undecodable)
 }
 
 async fn append(State(node): State<RaftNode>, headers: HeaderMap, body: Bytes) -> Response {
     match open(&node, &headers, &body) {
         Ok(req) => reply(&node.raft().append_entries(req).await),
-        Err(resp) => resp,
+        Err(refused) => refused.into_response(),
     }
 }
 
 async fn vote(State(node): State<RaftNode>, headers: HeaderMap, body: Bytes) -> Response {
     match open(&node, &headers, &body) {
         Ok(req) => reply(&node.raft().vote(req).await),
-        Err(resp) => resp,
+        Err(refused) => refused.into_response(),
     }
 }
 
 async fn snapshot(State(node): State<RaftNode>, headers: HeaderMap, body: Bytes) -> Response {
     match open(&node, &headers, &body) {
         Ok(req) => reply(&node.raft().install_snapshot(req).await),
-        Err(resp) => resp,
+        Err(refused) => refused.into_response(),
     }
 }
 
 async fn forward(State(node): State<RaftNode>, headers: HeaderMap, body: Bytes) -> Response {
     match open(&node, &headers, &body) {
         Ok(req) => reply(&node.handle_forward(req).await),
-        Err(resp) => resp,
+        Err(refused) => refused.into_response(),
     }
 }

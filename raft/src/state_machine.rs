@@ -216,17 +216,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let Some((meta, data)) = self
+        let Some(stored) = self
             .blocking(|db| db.current_snapshot())
             .await
             .map_err(read_error)?
         else {
             return Ok(None);
         };
-        let meta: SnapshotMeta = decode(&meta).map_err(read_error)?;
+        let meta: SnapshotMeta = decode(&stored.meta).map_err(read_error)?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(Cursor::new(stored.data)),
         }))
     }
 }

@@ -18,8 +18,10 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Red
 }
 
 #[test]
-fn redb_storage_passes_openraft_suite() -> Result<(), StorageError<u64>> {
-    Suite::test_all(RedbBuilder)
+fn redb_storage_passes_openraft_suite() {
+    if let Err(e) = Suite::test_all(RedbBuilder) {
+        panic!("openraft storage suite failed: {e}");
+    }
 }
 
 /// Reopening the same files gives back the log, the vote and the applied state.

@@ -9,7 +9,7 @@
 pub enum StoreError {
     /// redb reported an error (I/O, corruption, a transaction that could not commit).
     #[error("storage: {0}")]
-    Db(#[from] redb::Error),
+    Db(Box<redb::Error>),
     /// A stored value could not be encoded or decoded.
     #[error("codec: {0}")]
     Codec(String),
@@ -22,13 +22,14 @@ macro_rules! from_redb {
     ($($ty:ty),*) => {$(
         impl From<$ty> for StoreError {
             fn from(e: $ty) -> Self {
-                StoreError::Db(e.into())
+                StoreError::Db(Box::new(e.into()))
             }
         }
     )*};
 }
 
 from_redb!(
+    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,

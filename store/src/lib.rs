@@ -20,5 +20,5 @@ pub use command::{Command, Outcome, Rejection};
 pub use error::StoreError;
 pub use log_db::{LoadedLog, LogDb, LogWrite};
 pub use model::{EdgeNode, Origin, OriginKind, ReplicaInfo, Role, Route, StateImage, Token};
-pub use state_db::{AppliedMeta, StateDb, StateReader};
+pub use state_db::{AppliedMeta, StateDb, StateReader, StoredSnapshot};
 pub use validate::ValidationError;

@@ -28,6 +28,13 @@ pub struct AppliedMeta {
     pub membership: Option<Vec<u8>>,
 }
 
+/// A snapshot as stored: raft's encoded metadata and the encoded [`StateImage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    pub meta: Vec<u8>,
+    pub data: Vec<u8>,
+}
+
 /// The state database of one replica.
 #[derive(Debug)]
 pub struct StateDb {
@@ -171,13 +178,15 @@ impl StateDb {
         Ok(())
     }
 
-    /// The current snapshot, as `(meta, data)`.
-    pub fn current_snapshot(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    /// The current snapshot.
+    pub fn current_snapshot(&self) -> Result<Option<StoredSnapshot>, StoreError> {
         let tx = self.db.begin_read()?;
         let snap = tx.open_table(SNAPSHOT)?;
         let meta = snap.get("meta")?.map(|g| g.value().to_vec());
         let data = snap.get("data")?.map(|g| g.value().to_vec());
-        Ok(meta.zip(data))
+        Ok(meta
+            .zip(data)
+            .map(|(meta, data)| StoredSnapshot { meta, data }))
     }
 
     fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
@@ -494,9 +503,10 @@ mod tests {
         b.install(&image, &meta, b"m", b"d").unwrap();
         assert_eq!(b.image().unwrap(), image);
         assert_eq!(b.applied_meta().unwrap(), meta);
+        let snap = b.current_snapshot().unwrap().unwrap();
         assert_eq!(
-            b.current_snapshot().unwrap(),
-            Some((b"m".to_vec(), b"d".to_vec()))
+            (snap.meta.as_slice(), snap.data.as_slice()),
+            (&b"m"[..], &b"d"[..])
         );
         assert!(b
             .reader()
