@@ -31,8 +31,9 @@ fn cluster_slots() -> Arc<Semaphore> {
 
 /// Replicas `1..=n` (index `i` is id `i + 1`, plus any that joined later).
 ///
-/// Dropping it kills every replica; when the thread is panicking it prints every log tail and
-/// keeps the temporary directory (its path is printed).
+/// Dropping it kills every replica; when the thread is panicking (or `KOKOA_KEEP_TEST_DIRS` is
+/// set) it keeps the temporary directory and prints its path, and each replica prints its log
+/// tail on a panic.
 #[derive(Debug)]
 pub struct Cluster {
     replicas: Vec<Replica>,
@@ -387,6 +388,9 @@ impl Drop for Cluster {
                 "kept the failed test's directory: {}",
                 self.root.path().display()
             );
+        } else if std::env::var_os("KOKOA_KEEP_TEST_DIRS").is_some() {
+            self.root.disable_cleanup(true);
+            eprintln!("kept the test's directory: {}", self.root.path().display());
         }
     }
 }

@@ -1,5 +1,5 @@
-//! 16 concurrent writers while the leader is killed with -9 and restarted: every acknowledged
-//! write survives on every replica, exactly once.
+//! 16 concurrent writers while the leader, then a follower, is killed with -9 and restarted:
+//! every acknowledged write survives on every replica, exactly once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,7 +13,7 @@ use crate::common::{create_origin, is_retryable, route_hostnames};
 
 const WRITERS: usize = 16;
 /// Acknowledged writes required in each phase (before the kill, while down, after restart).
-const ACKS_PER_PHASE: usize = 40;
+const ACKS_PER_PHASE: usize = 150;
 
 /// What one writer saw: acknowledged (hostname, index), and contract violations.
 #[derive(Default)]
@@ -69,7 +69,7 @@ async fn wait_acks(acks: &AtomicUsize, target: usize, phase: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_writes_survive_a_leader_crash_under_load() {
+async fn acknowledged_writes_survive_leader_and_follower_crashes_under_load() {
     let mut cluster = Cluster::start(3).await;
     let leader = cluster.wait_for_leader(None).await;
     let (origin_id, _) = create_origin(&cluster.client(leader), "home").await;
@@ -99,6 +99,24 @@ async fn acknowledged_writes_survive_a_leader_crash_under_load() {
         .unwrap_or_else(|e| panic!("{e}"));
     let at_restart = acks.load(Ordering::Relaxed);
     wait_acks(&acks, at_restart + ACKS_PER_PHASE, "after the restart").await;
+
+    // Then a follower, the same way.
+    let follower = cluster.followers().await[0];
+    cluster.replica_mut(follower).kill9();
+    let at_kill = acks.load(Ordering::Relaxed);
+    wait_acks(&acks, at_kill + ACKS_PER_PHASE, "with a follower down").await;
+    cluster
+        .replica_mut(follower)
+        .restart()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let at_restart = acks.load(Ordering::Relaxed);
+    wait_acks(
+        &acks,
+        at_restart + ACKS_PER_PHASE,
+        "after the follower's restart",
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
 
     let mut acked: Vec<(String, u64)> = Vec::new();
@@ -122,6 +140,10 @@ async fn acknowledged_writes_survive_a_leader_crash_under_load() {
     }
 
     let max_index = acked.iter().map(|(_, i)| *i).max().expect("some acks");
+    eprintln!(
+        "{} acknowledged writes, highest index {max_index}",
+        acked.len()
+    );
     cluster.wait_states_equal(max_index).await;
     for i in 0..cluster.len() {
         let id = cluster.replica(i).id();

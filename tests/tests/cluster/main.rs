@@ -8,6 +8,7 @@ mod common;
 mod bad_input;
 mod cli;
 mod crash_burst;
+mod disk_full;
 mod failover;
 mod formation;
 mod membership;

@@ -57,6 +57,7 @@ async fn replicas_join_with_a_server_token_and_can_be_removed() {
             "the joiner with a wrong token exited with {status}"
         );
     }
+    eprintln!("joiner with a wrong token: exit {exit:?}");
     let log = intruder.log().to_lowercase();
     assert!(
         log.contains("error") || log.contains("unauthorized") || log.contains("denied"),
