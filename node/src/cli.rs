@@ -90,7 +90,7 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..))]
     pub snapshot_every: u64,
     /// Lower bound of the election timeout in ms (heartbeats every sixth of it).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(60..=60000))]
+    #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u64).range(60..=60000))]
     pub election_timeout_ms: u64,
 }
 

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -55,10 +54,7 @@ pub async fn run(args: ServerArgs, shutdown: CancellationToken) -> anyhow::Resul
     })
     .await
     .context("cannot open the replica's storage")?;
-    let ctx = ApiContext {
-        node: node.clone(),
-        cluster_secret: Arc::from(secret.as_str()),
-    };
+    let ctx = ApiContext::new(node.clone(), &secret);
 
     let tasks = TaskTracker::new();
     tasks.spawn(serve(

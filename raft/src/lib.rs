@@ -6,6 +6,7 @@
 //! [`Outcome`]s out. This crate must never serve the public API or know about HTTP routes other
 //! than its own peer RPC.
 
+mod batcher;
 mod log_store;
 mod network;
 mod node;

@@ -25,6 +25,8 @@ const META_VOTE: &str = "vote";
 const META_PURGED: &str = "purged";
 /// Most queued jobs committed in one transaction.
 const MAX_GROUP: usize = 4096;
+/// Most purged entries deleted from disk in one commit.
+const PURGE_CHUNK: u64 = 256;
 /// Depth of the queue to the writer thread (back-pressure beyond it).
 const QUEUE_DEPTH: usize = 4096;
 
@@ -40,6 +42,8 @@ struct Cache {
 enum Done {
     Flushed(LogFlushed<TypeConfig>),
     Notify(oneshot::Sender<Result<(), String>>),
+    /// Nobody waits (a purge: losing it in a crash only keeps old entries a while longer).
+    Nothing,
 }
 
 struct Job {
@@ -83,10 +87,21 @@ impl LogStore {
                 _ => {}
             }
         }
+        // Entries behind the purge mark may still be on disk (deleted lazily): not part of the log.
+        let mut backlog = PurgeBacklog::default();
+        if let Some(purged) = cache.last_purged {
+            backlog.target = purged.index;
+            backlog.done = cache
+                .entries
+                .keys()
+                .next()
+                .map_or(purged.index, |first| first.saturating_sub(1));
+            cache.entries = cache.entries.split_off(&(purged.index + 1));
+        }
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("kokoa-log-writer".into())
-            .spawn(move || writer_loop(db, rx))
+            .spawn(move || writer_loop(db, rx, backlog))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the log writer: {e}")))?;
         Ok(LogStore {
             cache: Arc::new(RwLock::new(cache)),
@@ -124,12 +139,54 @@ impl LogStore {
 #[error("the log writer thread has stopped")]
 struct WriterGone;
 
+/// Physical deletion of purged entries that is still to do: entries up to `target` are purged
+/// logically (the `purged` mark is durable) and deleted from disk a chunk at a time, alongside
+/// later commits, so a purge never holds up appends.
+#[derive(Debug, Default)]
+struct PurgeBacklog {
+    /// Everything at or before this index is deleted from disk.
+    done: u64,
+    /// Everything at or before this index is to be deleted.
+    target: u64,
+}
+
+impl PurgeBacklog {
+    /// Takes the logical purges out of `writes`, and adds the next chunk of deletion.
+    fn plan(&mut self, writes: &mut Vec<LogWrite>) -> Option<u64> {
+        writes.retain(|w| match w {
+            LogWrite::PurgeUpTo { index } => {
+                self.target = self.target.max(*index);
+                false
+            }
+            _ => true,
+        });
+        if self.done >= self.target {
+            return None;
+        }
+        let upto = self.target.min(self.done + PURGE_CHUNK);
+        writes.push(LogWrite::PurgeUpTo { index: upto });
+        Some(upto)
+    }
+}
+
 /// Commits queued jobs in groups, in order. Ends when the queue closes.
-fn writer_loop(db: LogDb, mut rx: mpsc::Receiver<Job>) {
+fn writer_loop(db: LogDb, mut rx: mpsc::Receiver<Job>, mut backlog: PurgeBacklog) {
     let mut failed: Option<String> = None;
-    while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_GROUP {
+    loop {
+        let first = if backlog.done < backlog.target && failed.is_none() {
+            match rx.try_recv() {
+                Ok(job) => Some(job),
+                Err(mpsc::error::TryRecvError::Empty) => None,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match rx.blocking_recv() {
+                Some(job) => Some(job),
+                None => break,
+            }
+        };
+        let mut jobs: Vec<Job> = first.into_iter().collect();
+        while !jobs.is_empty() && jobs.len() < MAX_GROUP {
             match rx.try_recv() {
                 Ok(job) => jobs.push(job),
                 Err(_) => break,
@@ -138,11 +195,16 @@ fn writer_loop(db: LogDb, mut rx: mpsc::Receiver<Job>) {
         let result = match &failed {
             Some(msg) => Err(msg.clone()),
             None => {
-                let writes: Vec<LogWrite> = jobs
+                let mut writes: Vec<LogWrite> = jobs
                     .iter_mut()
                     .flat_map(|j| std::mem::take(&mut j.writes))
                     .collect();
-                db.commit(&writes).map_err(|e| e.to_string())
+                let deleted = backlog.plan(&mut writes);
+                let r = db.commit(&writes).map_err(|e| e.to_string());
+                if let (Ok(()), Some(upto)) = (&r, deleted) {
+                    backlog.done = upto;
+                }
+                r
             }
         };
         if let Err(msg) = &result {
@@ -159,6 +221,7 @@ fn writer_loop(db: LogDb, mut rx: mpsc::Receiver<Job>) {
                 Done::Notify(tx) => {
                     let _ = tx.send(result.clone());
                 }
+                Done::Nothing => {}
             }
         }
     }
@@ -254,8 +317,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             cache.entries = keep;
             cache.last_purged = Some(log_id);
         }
+        // The mark is written at once; the entries behind it are deleted in chunks later
+        // (see `PurgeBacklog`), and skipped when the log is loaded.
         let value = encode(&log_id).map_err(write_error)?;
-        self.write_and_wait(vec![
+        let writes = vec![
             LogWrite::SetMeta {
                 key: META_PURGED,
                 value,
@@ -263,7 +328,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             LogWrite::PurgeUpTo {
                 index: log_id.index,
             },
-        ])
-        .await
+        ];
+        self.writer
+            .send(Job {
+                writes,
+                done: Done::Nothing,
+            })
+            .await
+            .map_err(|_| write_error(WriterGone))
     }
 }

@@ -14,6 +14,7 @@ use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::batcher::Batcher;
 use crate::log_store::LogStore;
 use crate::network::PeerNetwork;
 use crate::rpc::{ForwardRequest, ForwardResponse};
@@ -129,7 +130,7 @@ pub struct ClusterStatus {
 }
 
 /// What a replica's leader-only attempt ended with.
-enum Attempt<T> {
+pub(crate) enum Attempt<T> {
     Done(T),
     NotLeader(Option<ReplicaNode>),
     Failed(RaftNodeError),
@@ -146,6 +147,7 @@ struct Inner {
     raft: Raft,
     state: StateMachine,
     transport: PeerTransport,
+    batcher: Batcher,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -168,7 +170,7 @@ impl RaftNode {
             tokio::task::spawn_blocking(move || {
                 Ok::<_, StoreError>((
                     LogStore::open(&dir.join("log.redb"))?,
-                    StateMachine::open(&dir.join("state.redb"))?,
+                    StateMachine::open(&dir)?,
                 ))
             })
             .await
@@ -180,12 +182,14 @@ impl RaftNode {
         let raft = Raft::new(opts.id, config, network, log, state.clone())
             .await
             .map_err(|e| RaftNodeError::Stopped(e.to_string()))?;
+        let batcher = Batcher::start(raft.clone());
         Ok(RaftNode {
             inner: Arc::new(Inner {
                 id: opts.id,
                 raft,
                 state,
                 transport,
+                batcher,
             }),
         })
     }
@@ -437,14 +441,7 @@ impl RaftNode {
     }
 
     async fn write_here(&self, cmd: Command) -> Attempt<Written> {
-        match self.raft().client_write(cmd).await {
-            Ok(resp) => Attempt::Done(Written {
-                index: resp.log_id.index,
-                outcome: resp.data,
-            }),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => not_leader(f),
-            Err(e) => Attempt::Failed(RaftNodeError::Stopped(e.to_string())),
-        }
+        self.inner.batcher.propose(cmd).await
     }
 
     async fn read_index_here(&self) -> Attempt<Written> {

@@ -1,7 +1,7 @@
 //! The deterministic state machine: how one committed [`Command`] changes the state tables.
 //!
-//! Runs inside the caller's write transaction; it reads nothing but the tables, so every
-//! replica computes the same result from the same log.
+//! Runs inside the caller's write transaction, with the tables opened once per batch; it reads
+//! nothing but the tables, so every replica computes the same result from the same log.
 
 use redb::{ReadableTable, Table, WriteTransaction};
 use serde::de::DeserializeOwned;
@@ -41,149 +41,168 @@ impl Applied {
     }
 }
 
-/// Applies one command inside `tx`.
-pub(crate) fn apply_command(tx: &WriteTransaction, cmd: &Command) -> Result<Applied, StoreError> {
-    if let Err(e) = cmd.validate() {
-        return Ok(Applied::rejected(e.into()));
-    }
-    match cmd {
-        Command::CreateOrigin(o) => create_origin(tx, o),
-        Command::DeleteOrigin { id } => delete_origin(tx, id),
-        Command::CreateRoute(r) => create_route(tx, r),
-        Command::DeleteRoute { id } => delete_route(tx, id),
-        Command::CreateToken(t) => {
-            let mut tokens = tx.open_table(TOKENS)?;
-            insert_new(&mut tokens, t.id.as_str(), t)
-        }
-        Command::RevokeToken { id } => {
-            let mut tokens = tx.open_table(TOKENS)?;
-            update(&mut tokens, id.as_str(), |t: &mut Token| {
-                let changed = !t.revoked;
-                t.revoked = true;
-                Ok(changed)
-            })
-        }
-        Command::UseToken { id, now } => {
-            let mut tokens = tx.open_table(TOKENS)?;
-            update(&mut tokens, id.as_str(), |t: &mut Token| {
-                t.usable_at(*now)?;
-                t.uses += 1;
-                Ok(true)
-            })
-        }
-        Command::UpsertEdgeNode(e) => {
-            let mut edges = tx.open_table(EDGE_NODES)?;
-            let old: Option<EdgeNode> = get(&edges, e.id.as_str())?;
-            if old.as_ref() == Some(e) {
-                return Ok(Applied::unchanged());
-            }
-            edges.insert(e.id.as_str(), encode(e)?.as_slice())?;
-            Ok(Applied::changed())
-        }
-        Command::DeleteEdgeNode { id } => {
-            let mut edges = tx.open_table(EDGE_NODES)?;
-            remove_existing(&mut edges, id.as_str())
-        }
-        Command::SetReplica(r) => {
-            let mut replicas = tx.open_table(REPLICAS)?;
-            let old: Option<ReplicaInfo> = get(&replicas, r.id)?;
-            if old.as_ref() == Some(r) {
-                return Ok(Applied::unchanged());
-            }
-            replicas.insert(r.id, encode(r)?.as_slice())?;
-            Ok(Applied::changed())
-        }
-        Command::RemoveReplica { id } => {
-            let mut replicas = tx.open_table(REPLICAS)?;
-            remove_existing(&mut replicas, *id)
-        }
-    }
+/// Every state table, opened once for a batch of commands in one write transaction.
+pub(crate) struct StateTables<'txn> {
+    origins: Table<'txn, &'static str, &'static [u8]>,
+    origin_names: Table<'txn, &'static str, &'static str>,
+    routes: Table<'txn, &'static str, &'static [u8]>,
+    route_hosts: Table<'txn, &'static str, &'static str>,
+    origin_routes: Table<'txn, (&'static str, &'static str), ()>,
+    tokens: Table<'txn, &'static str, &'static [u8]>,
+    edge_nodes: Table<'txn, &'static str, &'static [u8]>,
+    replicas: Table<'txn, u64, &'static [u8]>,
 }
 
-fn create_origin(tx: &WriteTransaction, o: &Origin) -> Result<Applied, StoreError> {
-    let mut origins = tx.open_table(ORIGINS)?;
-    let mut names = tx.open_table(ORIGIN_NAMES)?;
-    if let Some(existing) = get::<_, Origin>(&origins, o.id.as_str())? {
-        return Ok(if &existing == o {
-            Applied::unchanged()
-        } else {
-            Applied::rejected(Rejection::IdTaken(o.id.clone()))
-        });
+impl<'txn> StateTables<'txn> {
+    pub(crate) fn open(tx: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        Ok(StateTables {
+            origins: tx.open_table(ORIGINS)?,
+            origin_names: tx.open_table(ORIGIN_NAMES)?,
+            routes: tx.open_table(ROUTES)?,
+            route_hosts: tx.open_table(ROUTE_HOSTS)?,
+            origin_routes: tx.open_table(ORIGIN_ROUTES)?,
+            tokens: tx.open_table(TOKENS)?,
+            edge_nodes: tx.open_table(EDGE_NODES)?,
+            replicas: tx.open_table(REPLICAS)?,
+        })
     }
-    if names.get(o.name.as_str())?.is_some() {
-        return Ok(Applied::rejected(Rejection::NameTaken(o.name.clone())));
-    }
-    origins.insert(o.id.as_str(), encode(o)?.as_slice())?;
-    names.insert(o.name.as_str(), o.id.as_str())?;
-    Ok(Applied::changed())
-}
 
-fn delete_origin(tx: &WriteTransaction, id: &str) -> Result<Applied, StoreError> {
-    let mut origins = tx.open_table(ORIGINS)?;
-    let Some(origin) = get::<_, Origin>(&origins, id)? else {
-        return Ok(Applied::rejected(Rejection::NotFound));
-    };
-    let in_use = {
-        let by_origin = tx.open_table(ORIGIN_ROUTES)?;
-        let mut n = 0;
-        for row in by_origin.range((id, "")..)? {
+    /// Applies one command.
+    pub(crate) fn apply(&mut self, cmd: &Command) -> Result<Applied, StoreError> {
+        if let Err(e) = cmd.validate() {
+            return Ok(Applied::rejected(e.into()));
+        }
+        match cmd {
+            Command::CreateOrigin(o) => self.create_origin(o),
+            Command::DeleteOrigin { id } => self.delete_origin(id),
+            Command::CreateRoute(r) => self.create_route(r),
+            Command::DeleteRoute { id } => self.delete_route(id),
+            Command::CreateToken(t) => insert_new(&mut self.tokens, t.id.as_str(), t),
+            Command::RevokeToken { id } => {
+                update(&mut self.tokens, id.as_str(), |t: &mut Token| {
+                    let changed = !t.revoked;
+                    t.revoked = true;
+                    Ok(changed)
+                })
+            }
+            Command::UseToken { id, now } => {
+                update(&mut self.tokens, id.as_str(), |t: &mut Token| {
+                    t.usable_at(*now)?;
+                    t.uses += 1;
+                    Ok(true)
+                })
+            }
+            Command::UpsertEdgeNode(e) => {
+                let old: Option<EdgeNode> = get(&self.edge_nodes, e.id.as_str())?;
+                if old.as_ref() == Some(e) {
+                    return Ok(Applied::unchanged());
+                }
+                self.edge_nodes
+                    .insert(e.id.as_str(), encode(e)?.as_slice())?;
+                Ok(Applied::changed())
+            }
+            Command::DeleteEdgeNode { id } => remove_existing(&mut self.edge_nodes, id.as_str()),
+            Command::SetReplica(r) => {
+                let old: Option<ReplicaInfo> = get(&self.replicas, r.id)?;
+                if old.as_ref() == Some(r) {
+                    return Ok(Applied::unchanged());
+                }
+                self.replicas.insert(r.id, encode(r)?.as_slice())?;
+                Ok(Applied::changed())
+            }
+            Command::RemoveReplica { id } => remove_existing(&mut self.replicas, *id),
+            Command::Batch(cmds) => {
+                let mut outcomes = Vec::with_capacity(cmds.len());
+                let mut changed = false;
+                for cmd in cmds {
+                    let applied = self.apply(cmd)?;
+                    changed |= applied.changed;
+                    outcomes.push(applied.outcome);
+                }
+                Ok(Applied {
+                    outcome: Outcome::Batch(outcomes),
+                    changed,
+                })
+            }
+        }
+    }
+
+    fn create_origin(&mut self, o: &Origin) -> Result<Applied, StoreError> {
+        if let Some(existing) = get::<_, Origin>(&self.origins, o.id.as_str())? {
+            return Ok(same_or_taken(&existing == o, &o.id));
+        }
+        if self.origin_names.get(o.name.as_str())?.is_some() {
+            return Ok(Applied::rejected(Rejection::NameTaken(o.name.clone())));
+        }
+        self.origins.insert(o.id.as_str(), encode(o)?.as_slice())?;
+        self.origin_names.insert(o.name.as_str(), o.id.as_str())?;
+        Ok(Applied::changed())
+    }
+
+    fn delete_origin(&mut self, id: &str) -> Result<Applied, StoreError> {
+        let Some(origin) = get::<_, Origin>(&self.origins, id)? else {
+            return Ok(Applied::rejected(Rejection::NotFound));
+        };
+        let mut in_use = 0;
+        for row in self.origin_routes.range((id, "")..)? {
             let (key, _) = row?;
             if key.value().0 != id {
                 break;
             }
-            n += 1;
+            in_use += 1;
         }
-        n
-    };
-    if in_use > 0 {
-        return Ok(Applied::rejected(Rejection::OriginInUse(
-            origin.name,
-            in_use,
-        )));
+        if in_use > 0 {
+            return Ok(Applied::rejected(Rejection::OriginInUse(
+                origin.name,
+                in_use,
+            )));
+        }
+        self.origins.remove(id)?;
+        self.origin_names.remove(origin.name.as_str())?;
+        Ok(Applied::changed())
     }
-    origins.remove(id)?;
-    tx.open_table(ORIGIN_NAMES)?.remove(origin.name.as_str())?;
-    Ok(Applied::changed())
+
+    fn create_route(&mut self, r: &Route) -> Result<Applied, StoreError> {
+        if let Some(existing) = get::<_, Route>(&self.routes, r.id.as_str())? {
+            return Ok(same_or_taken(&existing == r, &r.id));
+        }
+        if self.route_hosts.get(r.hostname.as_str())?.is_some() {
+            return Ok(Applied::rejected(Rejection::HostnameTaken(
+                r.hostname.clone(),
+            )));
+        }
+        if self.origins.get(r.origin_id.as_str())?.is_none() {
+            return Ok(Applied::rejected(Rejection::UnknownOrigin(
+                r.origin_id.clone(),
+            )));
+        }
+        self.routes.insert(r.id.as_str(), encode(r)?.as_slice())?;
+        self.route_hosts
+            .insert(r.hostname.as_str(), r.id.as_str())?;
+        self.origin_routes
+            .insert((r.origin_id.as_str(), r.id.as_str()), ())?;
+        Ok(Applied::changed())
+    }
+
+    fn delete_route(&mut self, id: &str) -> Result<Applied, StoreError> {
+        let Some(route) = get::<_, Route>(&self.routes, id)? else {
+            return Ok(Applied::rejected(Rejection::NotFound));
+        };
+        self.routes.remove(id)?;
+        self.route_hosts.remove(route.hostname.as_str())?;
+        self.origin_routes.remove((route.origin_id.as_str(), id))?;
+        Ok(Applied::changed())
+    }
 }
 
-fn create_route(tx: &WriteTransaction, r: &Route) -> Result<Applied, StoreError> {
-    let mut routes = tx.open_table(ROUTES)?;
-    let mut hosts = tx.open_table(ROUTE_HOSTS)?;
-    if let Some(existing) = get::<_, Route>(&routes, r.id.as_str())? {
-        return Ok(if &existing == r {
-            Applied::unchanged()
-        } else {
-            Applied::rejected(Rejection::IdTaken(r.id.clone()))
-        });
+/// A create whose id exists already: a repeat of the same record is a no-op, anything else a
+/// conflict.
+fn same_or_taken(same: bool, id: &str) -> Applied {
+    if same {
+        Applied::unchanged()
+    } else {
+        Applied::rejected(Rejection::IdTaken(id.to_string()))
     }
-    if hosts.get(r.hostname.as_str())?.is_some() {
-        return Ok(Applied::rejected(Rejection::HostnameTaken(
-            r.hostname.clone(),
-        )));
-    }
-    if tx.open_table(ORIGINS)?.get(r.origin_id.as_str())?.is_none() {
-        return Ok(Applied::rejected(Rejection::UnknownOrigin(
-            r.origin_id.clone(),
-        )));
-    }
-    routes.insert(r.id.as_str(), encode(r)?.as_slice())?;
-    hosts.insert(r.hostname.as_str(), r.id.as_str())?;
-    tx.open_table(ORIGIN_ROUTES)?
-        .insert((r.origin_id.as_str(), r.id.as_str()), ())?;
-    Ok(Applied::changed())
-}
-
-fn delete_route(tx: &WriteTransaction, id: &str) -> Result<Applied, StoreError> {
-    let mut routes = tx.open_table(ROUTES)?;
-    let Some(route) = get::<_, Route>(&routes, id)? else {
-        return Ok(Applied::rejected(Rejection::NotFound));
-    };
-    routes.remove(id)?;
-    tx.open_table(ROUTE_HOSTS)?
-        .remove(route.hostname.as_str())?;
-    tx.open_table(ORIGIN_ROUTES)?
-        .remove((route.origin_id.as_str(), id))?;
-    Ok(Applied::changed())
 }
 
 /// Reads and decodes one record.
@@ -209,11 +228,7 @@ fn insert_new<V: Serialize + DeserializeOwned + PartialEq>(
     value: &V,
 ) -> Result<Applied, StoreError> {
     if let Some(existing) = get::<&str, V>(table, key)? {
-        return Ok(if &existing == value {
-            Applied::unchanged()
-        } else {
-            Applied::rejected(Rejection::IdTaken(key.to_string()))
-        });
+        return Ok(same_or_taken(&existing == value, key));
     }
     table.insert(key, encode(value)?.as_slice())?;
     Ok(Applied::changed())

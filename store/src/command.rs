@@ -41,6 +41,9 @@ pub enum Command {
     RemoveReplica {
         id: u64,
     },
+    /// Several commands proposed together (the leader batches concurrent writes into one log
+    /// entry). Applied in order; each has its own outcome. Never nested.
+    Batch(Vec<Command>),
 }
 
 impl Command {
@@ -81,6 +84,25 @@ impl Command {
             | Command::UseToken { id, .. }
             | Command::DeleteEdgeNode { id } => validate_id(id),
             Command::RemoveReplica { .. } => Ok(()),
+            // Each inner command is validated when it is applied, on its own: one bad command
+            // does not sink the others.
+            Command::Batch(cmds) => {
+                if cmds.iter().any(|c| matches!(c, Command::Batch(_))) {
+                    return Err(ValidationError::Nested);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether applying this command may change a token (so cached tokens must be dropped).
+    pub fn touches_tokens(&self) -> bool {
+        match self {
+            Command::CreateToken(_) | Command::RevokeToken { .. } | Command::UseToken { .. } => {
+                true
+            }
+            Command::Batch(cmds) => cmds.iter().any(Command::touches_tokens),
+            _ => false,
         }
     }
 
@@ -98,6 +120,7 @@ impl Command {
             Command::DeleteEdgeNode { .. } => "delete_edge_node",
             Command::SetReplica(_) => "set_replica",
             Command::RemoveReplica { .. } => "remove_replica",
+            Command::Batch(_) => "batch",
         }
     }
 }
@@ -110,6 +133,8 @@ pub enum Outcome {
     Applied,
     /// The command was refused; the state did not change.
     Rejected(Rejection),
+    /// The outcomes of a [`Command::Batch`], in order.
+    Batch(Vec<Outcome>),
 }
 
 /// Why `apply` refused a command.

@@ -12,7 +12,7 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::apply::{apply_command, get};
+use crate::apply::{get, StateTables};
 use crate::codec::{decode, encode};
 use crate::command::{Command, Outcome};
 use crate::model::{EdgeNode, Origin, ReplicaInfo, Route, StateImage, Token};
@@ -26,13 +26,6 @@ pub struct AppliedMeta {
     pub applied: Option<Vec<u8>>,
     /// The encoded last applied membership.
     pub membership: Option<Vec<u8>>,
-}
-
-/// A snapshot as stored: raft's encoded metadata and the encoded [`StateImage`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredSnapshot {
-    pub meta: Vec<u8>,
-    pub data: Vec<u8>,
 }
 
 /// The state database of one replica.
@@ -51,34 +44,51 @@ impl StateDb {
         Ok(StateDb { db })
     }
 
-    /// Applies a batch of committed entries in one durable transaction. `entries` holds each
-    /// entry's log index and its command (`None` for raft's own entries: blank, membership).
-    /// Returns one outcome per entry with a command, in order.
+    /// Applies a batch of committed entries in one transaction. `entries` holds each entry's
+    /// log index and its command (`None` for raft's own entries: blank, membership). Returns one
+    /// outcome per entry with a command, in order, and the version afterwards.
+    ///
+    /// With `durable` false the commit is not fsynced: a crash may lose it (whole, never half),
+    /// and the raft log, which is durable, replays it. A later durable commit (the next
+    /// `durable` batch, a snapshot) persists every earlier one.
     pub fn apply_batch(
         &self,
         entries: &[(u64, Option<&Command>)],
         meta: &AppliedMeta,
-    ) -> Result<Vec<Outcome>, StoreError> {
-        let tx = self.begin_write()?;
+        durable: bool,
+    ) -> Result<(Vec<Outcome>, u64), StoreError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        });
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut version = None;
-        for (index, command) in entries {
-            let Some(command) = command else { continue };
-            let applied = apply_command(&tx, command)?;
-            if applied.changed {
-                version = Some(*index);
-            }
-            outcomes.push(applied.outcome);
-        }
         {
+            let mut tables = StateTables::open(&tx)?;
+            for (index, command) in entries {
+                let Some(command) = command else { continue };
+                let applied = tables.apply(command)?;
+                if applied.changed {
+                    version = Some(*index);
+                }
+                outcomes.push(applied.outcome);
+            }
+        }
+        let version = {
             let mut m = tx.open_table(STATE_META)?;
             if let Some(v) = version {
                 m.insert(META_VERSION, v.to_be_bytes().as_slice())?;
             }
             put_meta(&mut m, meta)?;
-        }
+            match version {
+                Some(v) => v,
+                None => read_version_from(&m)?,
+            }
+        };
         tx.commit()?;
-        Ok(outcomes)
+        Ok((outcomes, version))
     }
 
     /// The raft metadata stored with the state.
@@ -104,15 +114,8 @@ impl StateDb {
         self.reader()?.image()
     }
 
-    /// Replaces the whole state with `image` and its raft metadata, and records it as the
-    /// current snapshot, in one durable transaction.
-    pub fn install(
-        &self,
-        image: &StateImage,
-        meta: &AppliedMeta,
-        snapshot_meta: &[u8],
-        snapshot_data: &[u8],
-    ) -> Result<(), StoreError> {
+    /// Replaces the whole state with `image` and its raft metadata in one durable transaction.
+    pub fn install(&self, image: &StateImage, meta: &AppliedMeta) -> Result<(), StoreError> {
         let tx = self.begin_write()?;
         for name in [ORIGINS, ROUTES, TOKENS, EDGE_NODES] {
             tx.delete_table(name)?;
@@ -154,39 +157,15 @@ impl StateDb {
             m.remove(META_APPLIED)?;
             m.remove(META_MEMBERSHIP)?;
             put_meta(&mut m, meta)?;
-            let mut snap = tx.open_table(SNAPSHOT)?;
-            snap.insert("meta", snapshot_meta)?;
-            snap.insert("data", snapshot_data)?;
         }
         tx.commit()?;
         Ok(())
     }
 
-    /// Records a snapshot built locally as the current one.
-    pub fn save_snapshot(
-        &self,
-        snapshot_meta: &[u8],
-        snapshot_data: &[u8],
-    ) -> Result<(), StoreError> {
-        let tx = self.begin_write()?;
-        {
-            let mut snap = tx.open_table(SNAPSHOT)?;
-            snap.insert("meta", snapshot_meta)?;
-            snap.insert("data", snapshot_data)?;
-        }
-        tx.commit()?;
+    /// Makes every earlier commit durable (one small fsynced commit).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.begin_write()?.commit()?;
         Ok(())
-    }
-
-    /// The current snapshot.
-    pub fn current_snapshot(&self) -> Result<Option<StoredSnapshot>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let snap = tx.open_table(SNAPSHOT)?;
-        let meta = snap.get("meta")?.map(|g| g.value().to_vec());
-        let data = snap.get("data")?.map(|g| g.value().to_vec());
-        Ok(meta
-            .zip(data)
-            .map(|(meta, data)| StoredSnapshot { meta, data }))
     }
 
     fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
@@ -206,7 +185,6 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(TOKENS)?;
     tx.open_table(EDGE_NODES)?;
     tx.open_table(REPLICAS)?;
-    tx.open_table(SNAPSHOT)?;
     Ok(())
 }
 
@@ -224,7 +202,12 @@ fn put_meta(
 }
 
 fn read_version(tx: &ReadTransaction) -> Result<u64, StoreError> {
-    let m = tx.open_table(STATE_META)?;
+    read_version_from(&tx.open_table(STATE_META)?)
+}
+
+fn read_version_from(
+    m: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<u64, StoreError> {
     let Some(v) = m.get(META_VERSION)? else {
         return Ok(0);
     };
@@ -384,8 +367,9 @@ mod tests {
             applied: Some(index.to_be_bytes().to_vec()),
             membership: None,
         };
-        db.apply_batch(&[(index, Some(cmd))], &meta)
+        db.apply_batch(&[(index, Some(cmd))], &meta, index.is_multiple_of(2))
             .unwrap()
+            .0
             .remove(0)
     }
 
@@ -418,6 +402,37 @@ mod tests {
             db.applied_meta().unwrap().applied,
             Some(8u64.to_be_bytes().to_vec())
         );
+    }
+
+    #[test]
+    fn a_batch_applies_each_command_on_its_own() {
+        let (_d, db) = open();
+        apply(&db, 1, &origin("o1", "home"));
+        let batch = Command::Batch(vec![
+            route("r1", "a.example.com", "o1"),
+            route("r2", "a.example.com", "o1"),
+            route("r3", "bad host", "o1"),
+            route("r4", "b.example.com", "o1"),
+        ]);
+        let Outcome::Batch(outcomes) = apply(&db, 2, &batch) else {
+            panic!("not a batch outcome")
+        };
+        let codes: Vec<&str> = outcomes
+            .iter()
+            .map(|o| match o {
+                Outcome::Applied => "applied",
+                Outcome::Rejected(r) => r.code(),
+                Outcome::Batch(_) => "batch",
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            ["applied", "hostname_taken", "invalid_hostname", "applied"]
+        );
+        assert_eq!(db.version().unwrap(), 2);
+        let nested = Command::Batch(vec![Command::Batch(vec![])]);
+        assert!(matches!(apply(&db, 3, &nested), Outcome::Rejected(_)));
+        assert_eq!(db.version().unwrap(), 2);
     }
 
     #[test]
@@ -500,14 +515,9 @@ mod tests {
             applied: Some(vec![2]),
             membership: Some(vec![9]),
         };
-        b.install(&image, &meta, b"m", b"d").unwrap();
+        b.install(&image, &meta).unwrap();
         assert_eq!(b.image().unwrap(), image);
         assert_eq!(b.applied_meta().unwrap(), meta);
-        let snap = b.current_snapshot().unwrap().unwrap();
-        assert_eq!(
-            (snap.meta.as_slice(), snap.data.as_slice()),
-            (&b"m"[..], &b"d"[..])
-        );
         assert!(b
             .reader()
             .unwrap()

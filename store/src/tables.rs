@@ -1,7 +1,7 @@
 //! The redb table definitions, in one place. Values are bincode ([`crate::codec`]).
 //!
 //! `log.redb` holds the raft log and the vote; `state.redb` holds the applied state together
-//! with the raft metadata that must move with it (last applied log id, membership, snapshot).
+//! with the raft metadata that must move with it (last applied log id, membership, version).
 
 use redb::TableDefinition;
 
@@ -28,8 +28,6 @@ pub(crate) const ORIGIN_ROUTES: TableDefinition<(&str, &str), ()> =
 pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 pub(crate) const EDGE_NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("edge_nodes");
 pub(crate) const REPLICAS: TableDefinition<u64, &[u8]> = TableDefinition::new("replicas");
-/// The current snapshot: `meta` and `data` (opaque raft bytes and a [`crate::StateImage`]).
-pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 
 pub(crate) const META_VERSION: &str = "version";
 pub(crate) const META_APPLIED: &str = "applied";

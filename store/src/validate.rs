@@ -28,6 +28,8 @@ pub enum ValidationError {
     Id(String),
     #[error("invalid address {0:?}: {1}")]
     Address(String, String),
+    #[error("a batch of commands may not contain another batch")]
+    Nested,
 }
 
 impl ValidationError {
@@ -39,6 +41,7 @@ impl ValidationError {
             ValidationError::Name(_) => "invalid_name",
             ValidationError::Id(_) => "invalid_id",
             ValidationError::Address(..) => "invalid_address",
+            ValidationError::Nested => "invalid_batch",
         }
     }
 }

@@ -158,14 +158,7 @@ pub async fn authenticate(
             ApiError::unauthorized("missing bearer token (Authorization: Bearer ...)")
         })?;
     let presented = PresentedToken::parse(raw)?;
-    let lookup = |id: String| ctx.read_local(move |r| r.token(&id));
-    let mut token = lookup(presented.id.clone()).await?;
-    if token.is_none() {
-        // A token made a moment ago may not have reached this replica yet.
-        ctx.node.read_barrier().await?;
-        token = lookup(presented.id.clone()).await?;
-    }
-    let token = token.ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+    let token = find_token(ctx, &presented.id).await?;
     if !constant_time_eq(
         hash_secret(&presented.secret).as_bytes(),
         token.secret_hash.as_bytes(),
@@ -182,6 +175,25 @@ pub async fn authenticate(
             role.as_str()
         )));
     }
+    Ok(token)
+}
+
+/// Looks a token up: from the cache when no token changed since it was read, else from the
+/// local state (and, if absent there, once more after a read barrier: a token made a moment
+/// ago may not have reached this replica yet).
+async fn find_token(ctx: &ApiContext, id: &str) -> Result<Token, ApiError> {
+    let epoch = ctx.node.position().borrow().auth_epoch;
+    if let Some(token) = ctx.tokens.get(id, epoch) {
+        return Ok(token);
+    }
+    let lookup = |id: String| ctx.read_local(move |r| r.token(&id));
+    let mut token = lookup(id.to_string()).await?;
+    if token.is_none() {
+        ctx.node.read_barrier().await?;
+        token = lookup(id.to_string()).await?;
+    }
+    let token = token.ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+    ctx.tokens.put(token.clone(), epoch);
     Ok(token)
 }
 

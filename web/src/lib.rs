@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod token_cache;
 
 use std::sync::Arc;
 
@@ -33,6 +34,8 @@ pub struct ApiContext {
     pub node: RaftNode,
     /// Embedded in server (join) tokens.
     pub cluster_secret: Arc<str>,
+    /// Tokens already checked, for the hot path of authentication.
+    pub tokens: Arc<token_cache::TokenCache>,
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -45,6 +48,15 @@ impl std::fmt::Debug for ApiContext {
 }
 
 impl ApiContext {
+    /// The context for `node`'s API.
+    pub fn new(node: RaftNode, cluster_secret: &str) -> Self {
+        ApiContext {
+            node,
+            cluster_secret: cluster_secret.into(),
+            tokens: Default::default(),
+        }
+    }
+
     /// Reads the local state on a blocking thread.
     pub async fn read_local<T: Send + 'static>(
         &self,
@@ -76,6 +88,14 @@ impl ApiContext {
         match written.outcome {
             Outcome::Applied => Ok(written.index),
             Outcome::Rejected(r) => Err(r.into()),
+            Outcome::Batch(_) => {
+                tracing::error!("a single write was answered with a batch outcome");
+                Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                ))
+            }
         }
     }
 }

@@ -15,11 +15,21 @@ use serde::Serialize;
 
 use crate::INDEX_HEADER;
 
-/// A new record id: `prefix` and 12 random hex digits.
+/// A new record id: `prefix`, the time in milliseconds (12 hex digits) and 8 random hex digits.
+///
+/// Ids made close together sort together, so inserts land on the last pages of the state's
+/// B-trees instead of dirtying a random page each (several times less written per commit).
 pub(crate) fn new_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 6];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    format!("{prefix}_{}", hex::encode(bytes))
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut random = [0u8; 4];
+    rand::thread_rng().fill_bytes(&mut random);
+    format!(
+        "{prefix}_{:012x}{}",
+        millis & 0xffff_ffff_ffff,
+        hex::encode(random)
+    )
 }
 
 /// A committed write's answer: `status`, the body, and `X-Kokoa-Index`.
