@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use kokoa_raft::{Command, RaftNode, RaftOptions, ReplicaNode};
 use kokoa_store::{ReplicaInfo, Role};
-use kokoa_web::auth::{new_token, unix_now, PresentedToken};
+use kokoa_web::auth::{new_token, unix_now, PresentedToken, TokenSpec};
 use kokoa_web::ApiContext;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -276,10 +276,8 @@ async fn ensure_admin_token(
             .ok()
             .filter(|s| !s.trim().is_empty());
         let made = new_token(
-            Role::Admin,
+            TokenSpec::role(Role::Admin),
             unix_now(),
-            None,
-            None,
             &ctx.cluster_secret,
             chosen.as_deref(),
         )?;

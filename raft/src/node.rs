@@ -250,9 +250,11 @@ impl RaftNode {
     /// awaited, here). Followers forward to the leader.
     pub async fn write(&self, cmd: Command) -> Result<Written, RaftNodeError> {
         let written = self
-            .on_leader(LEADER_WAIT, ForwardRequest::Write(cmd.clone()), || {
-                self.write_here(cmd.clone())
-            })
+            .on_leader(
+                LEADER_WAIT,
+                ForwardRequest::Write(Box::new(cmd.clone())),
+                || self.write_here(cmd.clone()),
+            )
             .await?;
         // Read-your-writes on this replica, without waiting long for a slow one.
         self.wait_applied(written.index, Duration::from_secs(2))
@@ -369,7 +371,7 @@ impl RaftNode {
     /// Serves a request forwarded by another replica: only as leader, never forwarding again.
     pub(crate) async fn handle_forward(&self, req: ForwardRequest) -> ForwardResponse {
         let attempt = match req {
-            ForwardRequest::Write(cmd) => self.write_here(cmd).await,
+            ForwardRequest::Write(cmd) => self.write_here(*cmd).await,
             ForwardRequest::ReadIndex => self.read_index_here().await,
             ForwardRequest::AddVoter { id, node } => self.add_voter_here(id, node).await,
             ForwardRequest::RemoveVoter { id } => self.remove_voter_here(id).await,

@@ -9,7 +9,7 @@ use crate::types::{NodeId, ReplicaNode};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum ForwardRequest {
     /// Propose a command; answer once it is committed and applied.
-    Write(Command),
+    Write(Box<Command>),
     /// Confirm leadership and return the index a linearizable read must wait for.
     ReadIndex,
     /// Add a replica as a learner, wait for it to catch up, then make it a voter.

@@ -9,8 +9,11 @@ use serde::Serialize;
 
 use crate::codec::{decode, encode};
 use crate::command::{Command, Outcome, Rejection};
-use crate::model::{EdgeNode, Origin, ReplicaInfo, Route, Token};
+use crate::model::{
+    Agent, EdgeNode, Origin, OriginKind, ReplicaInfo, Route, Settings, Subject, Token,
+};
 use crate::tables::*;
+use crate::validate::Ipv4Net;
 use crate::StoreError;
 
 /// What applying one command did.
@@ -51,6 +54,10 @@ pub(crate) struct StateTables<'txn> {
     tokens: Table<'txn, &'static str, &'static [u8]>,
     edge_nodes: Table<'txn, &'static str, &'static [u8]>,
     replicas: Table<'txn, u64, &'static [u8]>,
+    agents: Table<'txn, &'static str, &'static [u8]>,
+    dns_records: Table<'txn, &'static str, &'static [u8]>,
+    last_seen: Table<'txn, &'static str, u64>,
+    meta: Table<'txn, &'static str, &'static [u8]>,
 }
 
 impl<'txn> StateTables<'txn> {
@@ -64,6 +71,10 @@ impl<'txn> StateTables<'txn> {
             tokens: tx.open_table(TOKENS)?,
             edge_nodes: tx.open_table(EDGE_NODES)?,
             replicas: tx.open_table(REPLICAS)?,
+            agents: tx.open_table(AGENTS)?,
+            dns_records: tx.open_table(DNS_RECORDS)?,
+            last_seen: tx.open_table(LAST_SEEN)?,
+            meta: tx.open_table(STATE_META)?,
         })
     }
 
@@ -92,16 +103,57 @@ impl<'txn> StateTables<'txn> {
                     Ok(true)
                 })
             }
-            Command::UpsertEdgeNode(e) => {
-                let old: Option<EdgeNode> = get(&self.edge_nodes, e.id.as_str())?;
-                if old.as_ref() == Some(e) {
+            Command::RegisterEdge {
+                edge,
+                token,
+                bootstrap_id,
+                now,
+            } => self.register_edge(edge, token, bootstrap_id, *now),
+            Command::DeleteEdgeNode { id } => {
+                let applied = remove_existing(&mut self.edge_nodes, id.as_str())?;
+                if applied.changed {
+                    self.forget(&Subject::Edge(id.clone()), id)?;
+                }
+                Ok(applied)
+            }
+            Command::RegisterAgent {
+                agent,
+                token,
+                bootstrap_id,
+                now,
+            } => self.register_agent(agent, token, bootstrap_id, *now),
+            Command::DeleteAgent { id } => {
+                let applied = remove_existing(&mut self.agents, id.as_str())?;
+                if applied.changed {
+                    self.forget(&Subject::Agent(id.clone()), id)?;
+                }
+                Ok(applied)
+            }
+            Command::CreateDnsRecord(r) => insert_new(&mut self.dns_records, r.id.as_str(), r),
+            Command::DeleteDnsRecord { id } => remove_existing(&mut self.dns_records, id.as_str()),
+            Command::SetSettings(settings) => {
+                if &self.settings()? == settings {
                     return Ok(Applied::unchanged());
                 }
-                self.edge_nodes
-                    .insert(e.id.as_str(), encode(e)?.as_slice())?;
+                self.meta
+                    .insert(META_SETTINGS, encode(settings)?.as_slice())?;
                 Ok(Applied::changed())
             }
-            Command::DeleteEdgeNode { id } => remove_existing(&mut self.edge_nodes, id.as_str()),
+            Command::RecordSeen { seen } => {
+                for (id, at) in seen {
+                    let known = self.edge_nodes.get(id.as_str())?.is_some()
+                        || self.agents.get(id.as_str())?.is_some();
+                    let newer = self
+                        .last_seen
+                        .get(id.as_str())?
+                        .is_none_or(|g| g.value() < *at);
+                    if known && newer {
+                        self.last_seen.insert(id.as_str(), *at)?;
+                    }
+                }
+                // Liveness, not configuration: the version stays.
+                Ok(Applied::unchanged())
+            }
             Command::SetReplica(r) => {
                 let old: Option<ReplicaInfo> = get(&self.replicas, r.id)?;
                 if old.as_ref() == Some(r) {
@@ -129,13 +181,41 @@ impl<'txn> StateTables<'txn> {
 
     fn create_origin(&mut self, o: &Origin) -> Result<Applied, StoreError> {
         if let Some(existing) = get::<_, Origin>(&self.origins, o.id.as_str())? {
-            return Ok(same_or_taken(&existing == o, &o.id));
+            let same = Origin {
+                subnet: existing.subnet.clone(),
+                ..o.clone()
+            } == existing;
+            return Ok(same_or_taken(same, &o.id));
         }
         if self.origin_names.get(o.name.as_str())?.is_some() {
             return Ok(Applied::rejected(Rejection::NameTaken(o.name.clone())));
         }
-        self.origins.insert(o.id.as_str(), encode(o)?.as_slice())?;
-        self.origin_names.insert(o.name.as_str(), o.id.as_str())?;
+        let mut origin = o.clone();
+        origin.subnet = None;
+        if origin.kind == OriginKind::Tunnel {
+            let pool = stored_net(&self.settings()?.tunnel_pool)?;
+            let used: Vec<String> = self
+                .all::<Origin>(Which::Origins)?
+                .into_iter()
+                .filter_map(|o| o.subnet)
+                .collect();
+            match pool
+                .subnets(24)
+                .map(|n| n.to_string())
+                .find(|n| !used.contains(n))
+            {
+                Some(subnet) => origin.subnet = Some(subnet),
+                None => {
+                    return Ok(Applied::rejected(Rejection::PoolExhausted(
+                        pool.to_string(),
+                    )))
+                }
+            }
+        }
+        self.origins
+            .insert(origin.id.as_str(), encode(&origin)?.as_slice())?;
+        self.origin_names
+            .insert(origin.name.as_str(), origin.id.as_str())?;
         Ok(Applied::changed())
     }
 
@@ -159,6 +239,14 @@ impl<'txn> StateTables<'txn> {
         }
         self.origins.remove(id)?;
         self.origin_names.remove(origin.name.as_str())?;
+        // Its agents and the tokens bound to it go with it.
+        for agent in self.all::<Agent>(Which::Agents)? {
+            if agent.origin_id == id {
+                self.agents.remove(agent.id.as_str())?;
+                self.forget(&Subject::Agent(agent.id.clone()), &agent.id)?;
+            }
+        }
+        self.forget(&Subject::Origin(id.to_string()), id)?;
         Ok(Applied::changed())
     }
 
@@ -191,6 +279,185 @@ impl<'txn> StateTables<'txn> {
         self.routes.remove(id)?;
         self.route_hosts.remove(route.hostname.as_str())?;
         self.origin_routes.remove((route.origin_id.as_str(), id))?;
+        Ok(Applied::changed())
+    }
+}
+
+/// A network stored in the state (validated when it was written).
+fn stored_net(s: &str) -> Result<Ipv4Net, StoreError> {
+    Ipv4Net::parse(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Which table [`StateTables::all`] reads.
+#[derive(Clone, Copy)]
+enum Which {
+    Origins,
+    Agents,
+    Edges,
+    Tokens,
+}
+
+impl StateTables<'_> {
+    pub(crate) fn settings(&self) -> Result<Settings, StoreError> {
+        match self.meta.get(META_SETTINGS)? {
+            Some(g) => decode(g.value()),
+            None => Ok(Settings::default()),
+        }
+    }
+
+    fn all<V: DeserializeOwned>(&self, which: Which) -> Result<Vec<V>, StoreError> {
+        let table = match which {
+            Which::Origins => &self.origins,
+            Which::Agents => &self.agents,
+            Which::Edges => &self.edge_nodes,
+            Which::Tokens => &self.tokens,
+        };
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            out.push(decode(row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Removes the tokens bound to `subject` and the last-seen time of `id`.
+    fn forget(&mut self, subject: &Subject, id: &str) -> Result<(), StoreError> {
+        for token in self.all::<Token>(Which::Tokens)? {
+            if token.subject.as_ref() == Some(subject) {
+                self.tokens.remove(token.id.as_str())?;
+            }
+        }
+        self.last_seen.remove(id)?;
+        Ok(())
+    }
+
+    /// Checks and counts one use of a registration token: it must exist, be usable at `now`,
+    /// have `role` and be bound to `subject`.
+    fn use_bootstrap(
+        &mut self,
+        id: &str,
+        role: crate::Role,
+        subject: Option<&Subject>,
+        now: u64,
+    ) -> Result<Result<(), Rejection>, StoreError> {
+        let Some(mut token) = get::<_, Token>(&self.tokens, id)? else {
+            return Ok(Err(Rejection::WrongToken));
+        };
+        if token.role != role || token.subject.as_ref() != subject {
+            return Ok(Err(Rejection::WrongToken));
+        }
+        if let Err(r) = token.usable_at(now) {
+            return Ok(Err(r));
+        }
+        token.uses += 1;
+        self.tokens.insert(id, encode(&token)?.as_slice())?;
+        Ok(Ok(()))
+    }
+
+    fn register_edge(
+        &mut self,
+        edge: &EdgeNode,
+        token: &Token,
+        bootstrap: &str,
+        now: u64,
+    ) -> Result<Applied, StoreError> {
+        if self
+            .all::<EdgeNode>(Which::Edges)?
+            .iter()
+            .any(|e| e.name == edge.name || e.id == edge.id)
+        {
+            return Ok(Applied::rejected(Rejection::NameTaken(edge.name.clone())));
+        }
+        if token.role != crate::Role::Edge || token.subject != Some(Subject::Edge(edge.id.clone()))
+        {
+            return Ok(Applied::rejected(Rejection::WrongToken));
+        }
+        let pool = stored_net(&self.settings()?.edge_pool)?;
+        let used: Vec<String> = self
+            .all::<EdgeNode>(Which::Edges)?
+            .into_iter()
+            .filter_map(|e| e.tunnel_ip)
+            .collect();
+        let Some(ip) = pool
+            .hosts()
+            .map(|h| h.to_string())
+            .find(|h| !used.contains(h))
+        else {
+            return Ok(Applied::rejected(Rejection::PoolExhausted(
+                pool.to_string(),
+            )));
+        };
+        if let Err(r) = self.use_bootstrap(bootstrap, crate::Role::Edge, None, now)? {
+            return Ok(Applied::rejected(r));
+        }
+        let edge = EdgeNode {
+            tunnel_ip: Some(ip),
+            ..edge.clone()
+        };
+        self.edge_nodes
+            .insert(edge.id.as_str(), encode(&edge)?.as_slice())?;
+        self.tokens
+            .insert(token.id.as_str(), encode(token)?.as_slice())?;
+        Ok(Applied::changed())
+    }
+
+    fn register_agent(
+        &mut self,
+        agent: &Agent,
+        token: &Token,
+        bootstrap: &str,
+        now: u64,
+    ) -> Result<Applied, StoreError> {
+        let Some(origin) = get::<_, Origin>(&self.origins, agent.origin_id.as_str())? else {
+            return Ok(Applied::rejected(Rejection::UnknownOrigin(
+                agent.origin_id.clone(),
+            )));
+        };
+        let Some(subnet) = origin
+            .subnet
+            .as_deref()
+            .filter(|_| origin.kind == OriginKind::Tunnel)
+        else {
+            return Ok(Applied::rejected(Rejection::NotTunnel(origin.name)));
+        };
+        let agents = self.all::<Agent>(Which::Agents)?;
+        if agents
+            .iter()
+            .any(|a| a.id == agent.id || (a.origin_id == agent.origin_id && a.name == agent.name))
+        {
+            return Ok(Applied::rejected(Rejection::NameTaken(agent.name.clone())));
+        }
+        if token.role != crate::Role::Agent
+            || token.subject != Some(Subject::Agent(agent.id.clone()))
+        {
+            return Ok(Applied::rejected(Rejection::WrongToken));
+        }
+        let net = stored_net(subnet)?;
+        let used: Vec<String> = agents
+            .into_iter()
+            .filter(|a| a.origin_id == origin.id)
+            .filter_map(|a| a.tunnel_ip)
+            .collect();
+        let Some(ip) = net
+            .hosts()
+            .map(|h| h.to_string())
+            .find(|h| !used.contains(h))
+        else {
+            return Ok(Applied::rejected(Rejection::PoolExhausted(
+                subnet.to_string(),
+            )));
+        };
+        let bound_to = Subject::Origin(origin.id.clone());
+        if let Err(r) = self.use_bootstrap(bootstrap, crate::Role::Agent, Some(&bound_to), now)? {
+            return Ok(Applied::rejected(r));
+        }
+        let agent = Agent {
+            tunnel_ip: Some(ip),
+            ..agent.clone()
+        };
+        self.agents
+            .insert(agent.id.as_str(), encode(&agent)?.as_slice())?;
+        self.tokens
+            .insert(token.id.as_str(), encode(token)?.as_slice())?;
         Ok(Applied::changed())
     }
 }

@@ -6,10 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{EdgeNode, Origin, ReplicaInfo, Route, Token};
+use crate::model::{Agent, DnsRecord, EdgeNode, Origin, ReplicaInfo, Route, Settings, Token};
 use crate::validate::{
-    normalize_hostname, normalize_target, validate_id, validate_name, validate_socket_addr,
-    ValidationError,
+    normalize_dns_record, normalize_hostname, normalize_ip, normalize_target, validate_id,
+    validate_name, validate_pools, validate_socket_addr, validate_wg_key, ValidationError,
 };
 
 /// A change to the replicated state, as carried in the raft log.
@@ -32,9 +32,38 @@ pub enum Command {
         id: String,
         now: u64,
     },
-    UpsertEdgeNode(EdgeNode),
+    /// An edge registers with a bootstrap edge token (`bootstrap_id`), which counts one use;
+    /// `token` is its new persistent token. The edge's tunnel address is assigned here.
+    RegisterEdge {
+        edge: EdgeNode,
+        token: Token,
+        bootstrap_id: String,
+        now: u64,
+    },
+    /// Removes an edge and its tokens.
     DeleteEdgeNode {
         id: String,
+    },
+    /// An agent registers with an agent token bound to its origin (`bootstrap_id`), which
+    /// counts one use; `token` is its new persistent token. Its tunnel address is assigned here.
+    RegisterAgent {
+        agent: Agent,
+        token: Token,
+        bootstrap_id: String,
+        now: u64,
+    },
+    /// Removes an agent and its tokens.
+    DeleteAgent {
+        id: String,
+    },
+    CreateDnsRecord(DnsRecord),
+    DeleteDnsRecord {
+        id: String,
+    },
+    SetSettings(Settings),
+    /// Coarse "last seen pulling" times of edges and agents, by id. Does not move the version.
+    RecordSeen {
+        seen: Vec<(String, u64)>,
     },
     /// Records (or updates) where a replica's API listens.
     SetReplica(ReplicaInfo),
@@ -73,16 +102,55 @@ impl Command {
                 Ok(())
             }
             Command::CreateToken(t) => validate_id(&t.id),
-            Command::UpsertEdgeNode(e) => {
-                validate_id(&e.id)?;
-                validate_name(&e.name)
+            Command::RegisterEdge {
+                edge,
+                token,
+                bootstrap_id,
+                ..
+            } => {
+                validate_id(&edge.id)?;
+                validate_id(&token.id)?;
+                validate_id(bootstrap_id)?;
+                validate_name(&edge.name)?;
+                validate_wg_key(&edge.wg_public_key)?;
+                if normalize_ip(&edge.public_ip)? != edge.public_ip {
+                    return Err(ValidationError::Ip(edge.public_ip.clone()));
+                }
+                Ok(())
             }
+            Command::RegisterAgent {
+                agent,
+                token,
+                bootstrap_id,
+                ..
+            } => {
+                validate_id(&agent.id)?;
+                validate_id(&agent.origin_id)?;
+                validate_id(&token.id)?;
+                validate_id(bootstrap_id)?;
+                validate_name(&agent.name)?;
+                validate_wg_key(&agent.wg_public_key)
+            }
+            Command::CreateDnsRecord(r) => {
+                validate_id(&r.id)?;
+                let (name, value) = normalize_dns_record(&r.name, r.rtype, &r.value, r.ttl)?;
+                if name != r.name || value != r.value {
+                    return Err(ValidationError::DnsRecord("not in normal form".into()));
+                }
+                Ok(())
+            }
+            Command::SetSettings(settings) => {
+                validate_pools(&settings.tunnel_pool, &settings.edge_pool)
+            }
+            Command::RecordSeen { seen } => seen.iter().try_for_each(|(id, _)| validate_id(id)),
             Command::SetReplica(r) => validate_socket_addr(&r.api_addr),
             Command::DeleteOrigin { id }
             | Command::DeleteRoute { id }
             | Command::RevokeToken { id }
             | Command::UseToken { id, .. }
-            | Command::DeleteEdgeNode { id } => validate_id(id),
+            | Command::DeleteEdgeNode { id }
+            | Command::DeleteAgent { id }
+            | Command::DeleteDnsRecord { id } => validate_id(id),
             Command::RemoveReplica { .. } => Ok(()),
             // Each inner command is validated when it is applied, on its own: one bad command
             // does not sink the others.
@@ -116,8 +184,14 @@ impl Command {
             Command::CreateToken(_) => "create_token",
             Command::RevokeToken { .. } => "revoke_token",
             Command::UseToken { .. } => "use_token",
-            Command::UpsertEdgeNode(_) => "upsert_edge_node",
+            Command::RegisterEdge { .. } => "register_edge",
             Command::DeleteEdgeNode { .. } => "delete_edge_node",
+            Command::RegisterAgent { .. } => "register_agent",
+            Command::DeleteAgent { .. } => "delete_agent",
+            Command::CreateDnsRecord(_) => "create_dns_record",
+            Command::DeleteDnsRecord { .. } => "delete_dns_record",
+            Command::SetSettings(_) => "set_settings",
+            Command::RecordSeen { .. } => "record_seen",
             Command::SetReplica(_) => "set_replica",
             Command::RemoveReplica { .. } => "remove_replica",
             Command::Batch(_) => "batch",
@@ -161,6 +235,12 @@ pub enum Rejection {
     TokenRevoked,
     #[error("the token has been used up")]
     TokenUsedUp,
+    #[error("this token cannot register that")]
+    WrongToken,
+    #[error("origin {0:?} is not a tunnel origin")]
+    NotTunnel(String),
+    #[error("no free address is left in the pool {0}")]
+    PoolExhausted(String),
 }
 
 impl Rejection {
@@ -177,6 +257,9 @@ impl Rejection {
             Rejection::TokenExpired => "token_expired",
             Rejection::TokenRevoked => "token_revoked",
             Rejection::TokenUsedUp => "token_used_up",
+            Rejection::WrongToken => "wrong_token",
+            Rejection::NotTunnel(_) => "not_tunnel",
+            Rejection::PoolExhausted(_) => "pool_exhausted",
         }
     }
 }

@@ -20,7 +20,10 @@ pub mod validate;
 pub use command::{Command, Outcome, Rejection};
 pub use error::StoreError;
 pub use log_db::{LoadedLog, LogDb, LogWrite};
-pub use model::{EdgeNode, Origin, OriginKind, ReplicaInfo, Role, Route, StateImage, Token};
+pub use model::{
+    Agent, DnsRecord, DnsType, EdgeNode, Origin, OriginKind, ReplicaInfo, Role, Route, Settings,
+    StateImage, Subject, Token,
+};
 pub use snapshot_file::{SnapshotFile, StoredSnapshot};
 pub use state_db::{AppliedMeta, StateDb, StateReader};
 pub use validate::ValidationError;

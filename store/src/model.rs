@@ -14,6 +14,9 @@ pub struct Origin {
     pub name: String,
     pub kind: OriginKind,
     pub created_at: u64,
+    /// A tunnel origin's own subnet (`100.96.N.0/24`), assigned when it is created from the
+    /// tunnel pool; its agents get addresses inside it. `None` for direct origins.
+    pub subnet: Option<String>,
 }
 
 /// How edges reach an origin.
@@ -78,6 +81,18 @@ pub struct Token {
     pub max_uses: Option<u32>,
     pub uses: u32,
     pub revoked: bool,
+    /// What the token is bound to: an origin (agent registration), an edge or an agent (their
+    /// persistent tokens). `None` for admin, server and edge bootstrap tokens.
+    pub subject: Option<Subject>,
+}
+
+/// The record a token is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    Origin(String),
+    Edge(String),
+    Agent(String),
 }
 
 impl Token {
@@ -106,7 +121,67 @@ pub struct EdgeNode {
     pub public_ip: String,
     /// Base64 WireGuard public key (the private key never leaves the edge).
     pub wg_public_key: String,
+    /// UDP port of the edge's WireGuard endpoint on `public_ip`.
+    pub wg_port: u16,
+    /// The edge's address inside the tunnels, from the edge pool (assigned at registration).
+    pub tunnel_ip: Option<String>,
     pub created_at: u64,
+}
+
+/// A process next to an origin's services that dials every edge over WireGuard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    pub id: String,
+    pub origin_id: String,
+    pub name: String,
+    /// Base64 WireGuard public key (the private key never leaves the agent).
+    pub wg_public_key: String,
+    /// The agent's address inside its origin's subnet (assigned at registration).
+    pub tunnel_ip: Option<String>,
+    pub created_at: u64,
+}
+
+/// The type of a static DNS record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DnsType {
+    A,
+    AAAA,
+    CNAME,
+    TXT,
+}
+
+/// A static DNS record in a managed zone (`kokoa dns add`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsRecord {
+    pub id: String,
+    /// Lowercase, relative to the zone (`app1`, `www.app1`) or `@` for the apex.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub rtype: DnsType,
+    pub value: String,
+    pub ttl: u32,
+    pub created_at: u64,
+}
+
+/// Cluster-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// IPv4 pool that tunnel origins' /24 subnets come from.
+    pub tunnel_pool: String,
+    /// IPv4 pool that edges' tunnel addresses come from.
+    pub edge_pool: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            tunnel_pool: "100.96.0.0/12".into(),
+            edge_pool: "100.64.0.0/16".into(),
+        }
+    }
 }
 
 /// What the cluster knows about a replica beyond raft's membership: where its API listens.
@@ -127,5 +202,10 @@ pub struct StateImage {
     pub routes: Vec<Route>,
     pub tokens: Vec<Token>,
     pub edge_nodes: Vec<EdgeNode>,
+    pub agents: Vec<Agent>,
+    pub dns_records: Vec<DnsRecord>,
+    pub settings: Settings,
+    /// Last time (Unix seconds) each edge or agent was seen pulling, recorded coarsely.
+    pub last_seen: Vec<(String, u64)>,
     pub replicas: Vec<ReplicaInfo>,
 }

@@ -15,7 +15,9 @@ use serde::de::DeserializeOwned;
 use crate::apply::{get, StateTables};
 use crate::codec::{decode, encode};
 use crate::command::{Command, Outcome};
-use crate::model::{EdgeNode, Origin, ReplicaInfo, Route, StateImage, Token};
+use crate::model::{
+    Agent, DnsRecord, EdgeNode, Origin, ReplicaInfo, Route, Settings, StateImage, Token,
+};
 use crate::tables::*;
 use crate::StoreError;
 
@@ -117,43 +119,43 @@ impl StateDb {
     /// Replaces the whole state with `image` and its raft metadata in one durable transaction.
     pub fn install(&self, image: &StateImage, meta: &AppliedMeta) -> Result<(), StoreError> {
         let tx = self.begin_write()?;
-        for name in [ORIGINS, ROUTES, TOKENS, EDGE_NODES] {
-            tx.delete_table(name)?;
+        for def in [ORIGINS, ROUTES, TOKENS, EDGE_NODES, AGENTS, DNS_RECORDS] {
+            tx.delete_table(def)?;
         }
         tx.delete_table(ORIGIN_NAMES)?;
         tx.delete_table(ROUTE_HOSTS)?;
         tx.delete_table(ORIGIN_ROUTES)?;
         tx.delete_table(REPLICAS)?;
+        tx.delete_table(LAST_SEEN)?;
         create_tables(&tx)?;
+        put_records(&tx, ORIGINS, &image.origins, |o| &o.id)?;
+        put_records(&tx, ROUTES, &image.routes, |r| &r.id)?;
+        put_records(&tx, TOKENS, &image.tokens, |t| &t.id)?;
+        put_records(&tx, EDGE_NODES, &image.edge_nodes, |e| &e.id)?;
+        put_records(&tx, AGENTS, &image.agents, |a| &a.id)?;
+        put_records(&tx, DNS_RECORDS, &image.dns_records, |r| &r.id)?;
         {
-            let mut origins = tx.open_table(ORIGINS)?;
             let mut names = tx.open_table(ORIGIN_NAMES)?;
             for o in &image.origins {
-                origins.insert(o.id.as_str(), encode(o)?.as_slice())?;
                 names.insert(o.name.as_str(), o.id.as_str())?;
             }
-            let mut routes = tx.open_table(ROUTES)?;
             let mut hosts = tx.open_table(ROUTE_HOSTS)?;
             let mut by_origin = tx.open_table(ORIGIN_ROUTES)?;
             for r in &image.routes {
-                routes.insert(r.id.as_str(), encode(r)?.as_slice())?;
                 hosts.insert(r.hostname.as_str(), r.id.as_str())?;
                 by_origin.insert((r.origin_id.as_str(), r.id.as_str()), ())?;
-            }
-            let mut tokens = tx.open_table(TOKENS)?;
-            for t in &image.tokens {
-                tokens.insert(t.id.as_str(), encode(t)?.as_slice())?;
-            }
-            let mut edges = tx.open_table(EDGE_NODES)?;
-            for e in &image.edge_nodes {
-                edges.insert(e.id.as_str(), encode(e)?.as_slice())?;
             }
             let mut replicas = tx.open_table(REPLICAS)?;
             for r in &image.replicas {
                 replicas.insert(r.id, encode(r)?.as_slice())?;
             }
+            let mut seen = tx.open_table(LAST_SEEN)?;
+            for (id, at) in &image.last_seen {
+                seen.insert(id.as_str(), *at)?;
+            }
             let mut m = tx.open_table(STATE_META)?;
             m.insert(META_VERSION, image.version.to_be_bytes().as_slice())?;
+            m.insert(META_SETTINGS, encode(&image.settings)?.as_slice())?;
             m.remove(META_APPLIED)?;
             m.remove(META_MEMBERSHIP)?;
             put_meta(&mut m, meta)?;
@@ -185,6 +187,23 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(TOKENS)?;
     tx.open_table(EDGE_NODES)?;
     tx.open_table(REPLICAS)?;
+    tx.open_table(AGENTS)?;
+    tx.open_table(DNS_RECORDS)?;
+    tx.open_table(LAST_SEEN)?;
+    Ok(())
+}
+
+/// Inserts encoded records keyed by their id.
+fn put_records<T: serde::Serialize>(
+    tx: &WriteTransaction,
+    def: redb::TableDefinition<&'static str, &'static [u8]>,
+    items: &[T],
+    id: impl Fn(&T) -> &String,
+) -> Result<(), StoreError> {
+    let mut table = tx.open_table(def)?;
+    for item in items {
+        table.insert(id(item).as_str(), encode(item)?.as_slice())?;
+    }
     Ok(())
 }
 
@@ -314,8 +333,59 @@ impl StateReader {
             routes: self.routes()?,
             tokens: self.tokens()?,
             edge_nodes: self.edge_nodes()?,
+            agents: self.agents()?,
+            dns_records: self.dns_records()?,
+            settings: self.settings()?,
+            last_seen: self.last_seen()?,
             replicas: self.replicas()?,
         })
+    }
+
+    /// Agents, by origin then name.
+    pub fn agents(&self) -> Result<Vec<Agent>, StoreError> {
+        let mut v: Vec<Agent> = all(&self.tx, AGENTS)?;
+        v.sort_by(|a, b| (&a.origin_id, &a.name).cmp(&(&b.origin_id, &b.name)));
+        Ok(v)
+    }
+
+    pub fn agent(&self, id: &str) -> Result<Option<Agent>, StoreError> {
+        get(&self.tx.open_table(AGENTS)?, id)
+    }
+
+    pub fn edge_node(&self, id: &str) -> Result<Option<EdgeNode>, StoreError> {
+        get(&self.tx.open_table(EDGE_NODES)?, id)
+    }
+
+    /// Static DNS records, by name then type.
+    pub fn dns_records(&self) -> Result<Vec<DnsRecord>, StoreError> {
+        let mut v: Vec<DnsRecord> = all(&self.tx, DNS_RECORDS)?;
+        v.sort_by(|a, b| {
+            (&a.name, a.rtype as u8, &a.value).cmp(&(&b.name, b.rtype as u8, &b.value))
+        });
+        Ok(v)
+    }
+
+    pub fn dns_record(&self, id: &str) -> Result<Option<DnsRecord>, StoreError> {
+        get(&self.tx.open_table(DNS_RECORDS)?, id)
+    }
+
+    pub fn settings(&self) -> Result<Settings, StoreError> {
+        let m = self.tx.open_table(STATE_META)?;
+        match m.get(META_SETTINGS)? {
+            Some(g) => decode(g.value()),
+            None => Ok(Settings::default()),
+        }
+    }
+
+    /// Committed last-seen times, by id.
+    pub fn last_seen(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let table = self.tx.open_table(LAST_SEEN)?;
+        let mut v = Vec::new();
+        for row in table.iter()? {
+            let (k, at) = row?;
+            v.push((k.value().to_string(), at.value()));
+        }
+        Ok(v)
     }
 }
 
@@ -343,6 +413,7 @@ mod tests {
             name: name.into(),
             kind: OriginKind::Tunnel,
             created_at: 1,
+            subnet: None,
         })
     }
 
@@ -435,6 +506,226 @@ mod tests {
         assert_eq!(db.version().unwrap(), 2);
     }
 
+    const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    fn token(id: &str, role: crate::Role, subject: Option<crate::Subject>) -> Token {
+        Token {
+            id: id.into(),
+            role,
+            secret_hash: "00".into(),
+            created_at: 0,
+            expires_at: None,
+            max_uses: Some(2),
+            uses: 0,
+            revoked: false,
+            subject,
+        }
+    }
+
+    fn register_edge(id: &str, name: &str, bootstrap: &str) -> Command {
+        Command::RegisterEdge {
+            edge: EdgeNode {
+                id: id.into(),
+                name: name.into(),
+                public_ip: "203.0.113.7".into(),
+                wg_public_key: KEY.into(),
+                wg_port: 51820,
+                tunnel_ip: None,
+                created_at: 5,
+            },
+            token: token(
+                &format!("{id}-t"),
+                crate::Role::Edge,
+                Some(crate::Subject::Edge(id.into())),
+            ),
+            bootstrap_id: bootstrap.into(),
+            now: 5,
+        }
+    }
+
+    fn register_agent(id: &str, origin: &str, bootstrap: &str) -> Command {
+        Command::RegisterAgent {
+            agent: Agent {
+                id: id.into(),
+                origin_id: origin.into(),
+                name: id.into(),
+                wg_public_key: KEY.into(),
+                tunnel_ip: None,
+                created_at: 5,
+            },
+            token: token(
+                &format!("{id}-t"),
+                crate::Role::Agent,
+                Some(crate::Subject::Agent(id.into())),
+            ),
+            bootstrap_id: bootstrap.into(),
+            now: 5,
+        }
+    }
+
+    #[test]
+    fn tunnel_origins_get_free_subnets_and_reuse_freed_ones() {
+        let (_d, db) = open();
+        apply(&db, 1, &origin("o1", "a"));
+        apply(&db, 2, &origin("o2", "b"));
+        let subnet = |id: &str| db.reader().unwrap().origin(id).unwrap().unwrap().subnet;
+        assert_eq!(subnet("o1").as_deref(), Some("100.96.0.0/24"));
+        assert_eq!(subnet("o2").as_deref(), Some("100.96.1.0/24"));
+        apply(&db, 3, &Command::DeleteOrigin { id: "o1".into() });
+        apply(&db, 4, &origin("o3", "c"));
+        assert_eq!(subnet("o3").as_deref(), Some("100.96.0.0/24"));
+        let direct = Command::CreateOrigin(Origin {
+            id: "o4".into(),
+            name: "d".into(),
+            kind: OriginKind::Direct,
+            created_at: 1,
+            subnet: None,
+        });
+        apply(&db, 5, &direct);
+        assert_eq!(subnet("o4"), None);
+    }
+
+    #[test]
+    fn edges_and_agents_register_with_their_tokens() {
+        let (_d, db) = open();
+        apply(&db, 1, &origin("o1", "home"));
+        apply(
+            &db,
+            2,
+            &Command::CreateToken(token("boot", crate::Role::Edge, None)),
+        );
+        apply(
+            &db,
+            3,
+            &Command::CreateToken(token(
+                "ag",
+                crate::Role::Agent,
+                Some(crate::Subject::Origin("o1".into())),
+            )),
+        );
+        assert_eq!(
+            apply(&db, 4, &register_edge("e1", "edge-a", "boot")),
+            Outcome::Applied
+        );
+        assert_eq!(
+            apply(&db, 5, &register_edge("e2", "edge-a", "boot")),
+            Outcome::Rejected(Rejection::NameTaken("edge-a".into()))
+        );
+        assert_eq!(
+            apply(&db, 6, &register_edge("e3", "edge-b", "ag")),
+            Outcome::Rejected(Rejection::WrongToken)
+        );
+        assert_eq!(
+            apply(&db, 7, &register_edge("e4", "edge-c", "boot")),
+            Outcome::Applied
+        );
+        // max_uses 2: used up now.
+        assert_eq!(
+            apply(&db, 8, &register_edge("e5", "edge-d", "boot")),
+            Outcome::Rejected(Rejection::TokenUsedUp)
+        );
+        let r = db.reader().unwrap();
+        assert_eq!(
+            r.edge_node("e1").unwrap().unwrap().tunnel_ip.as_deref(),
+            Some("100.64.0.1")
+        );
+        assert_eq!(
+            r.edge_node("e4").unwrap().unwrap().tunnel_ip.as_deref(),
+            Some("100.64.0.2")
+        );
+        assert!(r.token("e1-t").unwrap().is_some());
+        drop(r);
+
+        assert_eq!(
+            apply(&db, 9, &register_agent("a1", "o1", "ag")),
+            Outcome::Applied
+        );
+        assert_eq!(
+            apply(&db, 10, &register_agent("a2", "o1", "boot")),
+            Outcome::Rejected(Rejection::WrongToken)
+        );
+        let r = db.reader().unwrap();
+        assert_eq!(
+            r.agent("a1").unwrap().unwrap().tunnel_ip.as_deref(),
+            Some("100.96.0.1")
+        );
+        drop(r);
+
+        // Deleting the edge takes its token; deleting the origin takes its agents and tokens.
+        apply(&db, 11, &Command::DeleteEdgeNode { id: "e1".into() });
+        assert!(db.reader().unwrap().token("e1-t").unwrap().is_none());
+        apply(&db, 12, &Command::DeleteOrigin { id: "o1".into() });
+        let r = db.reader().unwrap();
+        assert!(r.agents().unwrap().is_empty());
+        assert!(r.token("a1-t").unwrap().is_none());
+        assert!(r.token("ag").unwrap().is_none());
+    }
+
+    #[test]
+    fn dns_records_settings_and_last_seen() {
+        let (_d, db) = open();
+        let rec = Command::CreateDnsRecord(crate::DnsRecord {
+            id: "d1".into(),
+            name: "app1".into(),
+            rtype: crate::DnsType::A,
+            value: "1.2.3.4".into(),
+            ttl: 30,
+            created_at: 1,
+        });
+        assert_eq!(apply(&db, 1, &rec), Outcome::Applied);
+        let bad = Command::SetSettings(crate::Settings {
+            tunnel_pool: "10.0.0.0/25".into(),
+            edge_pool: "100.64.0.0/16".into(),
+        });
+        assert!(matches!(apply(&db, 2, &bad), Outcome::Rejected(_)));
+        let good = Command::SetSettings(crate::Settings {
+            tunnel_pool: "10.8.0.0/16".into(),
+            edge_pool: "10.9.0.0/24".into(),
+        });
+        assert_eq!(apply(&db, 3, &good), Outcome::Applied);
+        apply(&db, 4, &origin("o1", "home"));
+        assert_eq!(
+            db.reader()
+                .unwrap()
+                .origin("o1")
+                .unwrap()
+                .unwrap()
+                .subnet
+                .as_deref(),
+            Some("10.8.0.0/24")
+        );
+        apply(
+            &db,
+            5,
+            &Command::CreateToken(token("boot", crate::Role::Edge, None)),
+        );
+        apply(&db, 6, &register_edge("e1", "edge-a", "boot"));
+        let version = db.version().unwrap();
+        apply(
+            &db,
+            7,
+            &Command::RecordSeen {
+                seen: vec![("e1".into(), 100), ("nobody".into(), 100)],
+            },
+        );
+        apply(
+            &db,
+            8,
+            &Command::RecordSeen {
+                seen: vec![("e1".into(), 50)],
+            },
+        );
+        assert_eq!(
+            db.version().unwrap(),
+            version,
+            "last-seen times do not move the version"
+        );
+        assert_eq!(
+            db.reader().unwrap().last_seen().unwrap(),
+            vec![("e1".to_string(), 100)]
+        );
+    }
+
     #[test]
     fn a_repeated_create_is_idempotent() {
         let (_d, db) = open();
@@ -485,6 +776,7 @@ mod tests {
             max_uses: Some(1),
             uses: 0,
             revoked: false,
+            subject: None,
         };
         apply(&db, 1, &Command::CreateToken(token));
         let use_at = |now| Command::UseToken {

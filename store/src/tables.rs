@@ -28,7 +28,12 @@ pub(crate) const ORIGIN_ROUTES: TableDefinition<(&str, &str), ()> =
 pub(crate) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 pub(crate) const EDGE_NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("edge_nodes");
 pub(crate) const REPLICAS: TableDefinition<u64, &[u8]> = TableDefinition::new("replicas");
+pub(crate) const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
+pub(crate) const DNS_RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("dns_records");
+/// Edge or agent id -> last time (Unix seconds) it was seen pulling, recorded coarsely.
+pub(crate) const LAST_SEEN: TableDefinition<&str, u64> = TableDefinition::new("last_seen");
 
 pub(crate) const META_VERSION: &str = "version";
 pub(crate) const META_APPLIED: &str = "applied";
 pub(crate) const META_MEMBERSHIP: &str = "membership";
+pub(crate) const META_SETTINGS: &str = "settings";

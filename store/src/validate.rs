@@ -30,6 +30,14 @@ pub enum ValidationError {
     Address(String, String),
     #[error("a batch of commands may not contain another batch")]
     Nested,
+    #[error("invalid WireGuard public key: expected 32 bytes in base64")]
+    WgKey,
+    #[error("invalid pool {0:?}: {1}")]
+    Pool(String, String),
+    #[error("invalid DNS record: {0}")]
+    DnsRecord(String),
+    #[error("invalid IP address {0:?}")]
+    Ip(String),
 }
 
 impl ValidationError {
@@ -42,6 +50,10 @@ impl ValidationError {
             ValidationError::Id(_) => "invalid_id",
             ValidationError::Address(..) => "invalid_address",
             ValidationError::Nested => "invalid_batch",
+            ValidationError::WgKey => "invalid_wg_key",
+            ValidationError::Pool(..) => "invalid_pool",
+            ValidationError::DnsRecord(_) => "invalid_dns_record",
+            ValidationError::Ip(_) => "invalid_ip",
         }
     }
 }
@@ -182,6 +194,156 @@ pub fn validate_socket_addr(input: &str) -> Result<(), ValidationError> {
     })
 }
 
+/// Longest TXT record value accepted.
+pub const MAX_TXT_LEN: usize = 1024;
+/// Longest DNS record TTL accepted: one week.
+pub const MAX_TTL: u32 = 7 * 24 * 3600;
+
+/// Checks a base64 WireGuard public key (32 bytes).
+pub fn validate_wg_key(key: &str) -> Result<(), ValidationError> {
+    use base64::Engine;
+    match base64::engine::general_purpose::STANDARD.decode(key) {
+        Ok(bytes) if bytes.len() == 32 => Ok(()),
+        _ => Err(ValidationError::WgKey),
+    }
+}
+
+/// Checks an IP address literal (v4 or v6) and returns its normal form.
+pub fn normalize_ip(ip: &str) -> Result<String, ValidationError> {
+    ip.parse::<std::net::IpAddr>()
+        .map(|a| a.to_string())
+        .map_err(|_| ValidationError::Ip(ip.to_string()))
+}
+
+/// An IPv4 network, `a.b.c.d/len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Net {
+    pub network: u32,
+    pub prefix: u8,
+}
+
+impl Ipv4Net {
+    /// Parses `a.b.c.d/len`; the address must be the network address.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        let bad = |why: &str| ValidationError::Pool(s.to_string(), why.to_string());
+        let (addr, len) = s
+            .split_once('/')
+            .ok_or_else(|| bad("expected a.b.c.d/len"))?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| bad("not an IPv4 address"))?;
+        let prefix: u8 = len.parse().map_err(|_| bad("bad prefix length"))?;
+        if prefix > 32 {
+            return Err(bad("bad prefix length"));
+        }
+        let network = u32::from(addr);
+        if network & !Self::mask(prefix) != 0 {
+            return Err(bad("host bits are set"));
+        }
+        Ok(Ipv4Net { network, prefix })
+    }
+
+    fn mask(prefix: u8) -> u32 {
+        if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        }
+    }
+
+    /// The /`len` subnets inside this network, in order.
+    pub fn subnets(&self, len: u8) -> impl Iterator<Item = Ipv4Net> {
+        let count: u64 = if len >= self.prefix && len <= 32 {
+            1u64 << (len - self.prefix)
+        } else {
+            0
+        };
+        let step: u64 = 1u64 << (32 - len.min(32));
+        let base = self.network as u64;
+        (0..count).map(move |i| Ipv4Net {
+            network: (base + i * step) as u32,
+            prefix: len,
+        })
+    }
+
+    /// Usable host addresses (without the network and broadcast addresses), in order.
+    pub fn hosts(&self) -> impl Iterator<Item = Ipv4Addr> {
+        let size: u64 = 1u64 << (32 - self.prefix);
+        let base = self.network as u64;
+        let (first, last) = if size <= 2 { (0, size) } else { (1, size - 1) };
+        (first..last).map(move |i| Ipv4Addr::from((base + i) as u32))
+    }
+}
+
+impl std::fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", Ipv4Addr::from(self.network), self.prefix)
+    }
+}
+
+/// Checks the settings' pools: the tunnel pool must hold at least one /24, the edge pool at
+/// least a few addresses.
+pub fn validate_pools(tunnel_pool: &str, edge_pool: &str) -> Result<(), ValidationError> {
+    let t = Ipv4Net::parse(tunnel_pool)?;
+    if t.prefix > 24 {
+        return Err(ValidationError::Pool(
+            tunnel_pool.into(),
+            "must be /24 or larger".into(),
+        ));
+    }
+    let e = Ipv4Net::parse(edge_pool)?;
+    if e.prefix > 29 {
+        return Err(ValidationError::Pool(
+            edge_pool.into(),
+            "must be /29 or larger".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates and normalises a static DNS record's name (`@`, or relative labels), value and TTL.
+pub fn normalize_dns_record(
+    name: &str,
+    rtype: crate::model::DnsType,
+    value: &str,
+    ttl: u32,
+) -> Result<(String, String), ValidationError> {
+    use crate::model::DnsType;
+    let bad = |why: String| ValidationError::DnsRecord(why);
+    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    if name != "@" {
+        check_dns_name(&name, true).map_err(|why| bad(format!("name {name:?}: {why}")))?;
+    }
+    if ttl == 0 || ttl > MAX_TTL {
+        return Err(bad(format!("ttl must be 1 to {MAX_TTL} seconds")));
+    }
+    let value = match rtype {
+        DnsType::A => value
+            .parse::<Ipv4Addr>()
+            .map(|a| a.to_string())
+            .map_err(|_| bad(format!("{value:?} is not an IPv4 address")))?,
+        DnsType::AAAA => value
+            .parse::<Ipv6Addr>()
+            .map(|a| a.to_string())
+            .map_err(|_| bad(format!("{value:?} is not an IPv6 address")))?,
+        DnsType::CNAME => {
+            let v = value.trim_end_matches('.').to_ascii_lowercase();
+            check_dns_name(&v, true).map_err(|why| bad(format!("target {value:?}: {why}")))?;
+            v
+        }
+        DnsType::TXT => {
+            if value.is_empty()
+                || value.len() > MAX_TXT_LEN
+                || value.chars().any(|c| c.is_control())
+            {
+                return Err(bad(format!(
+                    "TXT values are 1 to {MAX_TXT_LEN} printable characters"
+                )));
+            }
+            value.to_string()
+        }
+    };
+    Ok((name, value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +418,36 @@ mod tests {
         ] {
             assert!(normalize_target(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn pools_and_allocation_ranges() {
+        let pool = Ipv4Net::parse("100.96.0.0/12").unwrap();
+        let mut subnets = pool.subnets(24);
+        assert_eq!(subnets.next().unwrap().to_string(), "100.96.0.0/24");
+        assert_eq!(subnets.next().unwrap().to_string(), "100.96.1.0/24");
+        assert_eq!(pool.subnets(24).count(), 4096);
+        let s = Ipv4Net::parse("100.96.7.0/24").unwrap();
+        let hosts: Vec<Ipv4Addr> = s.hosts().collect();
+        assert_eq!(hosts.len(), 254);
+        assert_eq!(hosts[0].to_string(), "100.96.7.1");
+        assert!(Ipv4Net::parse("100.96.0.1/24").is_err());
+        assert!(validate_pools("10.0.0.0/25", "100.64.0.0/16").is_err());
+    }
+
+    #[test]
+    fn dns_records_and_keys() {
+        use crate::model::DnsType;
+        assert_eq!(
+            normalize_dns_record("App1", DnsType::A, "1.2.3.4", 30).unwrap(),
+            ("app1".to_string(), "1.2.3.4".to_string())
+        );
+        assert!(normalize_dns_record("a b", DnsType::A, "1.2.3.4", 30).is_err());
+        assert!(normalize_dns_record("x", DnsType::A, "::1", 30).is_err());
+        assert!(normalize_dns_record("x", DnsType::TXT, "", 30).is_err());
+        assert!(normalize_dns_record("x", DnsType::A, "1.2.3.4", 0).is_err());
+        assert!(validate_wg_key("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").is_ok());
+        assert!(validate_wg_key("short").is_err());
     }
 
     #[test]

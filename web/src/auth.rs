@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use kokoa_store::{Role, Token};
+use kokoa_store::{Role, Subject, Token};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -92,14 +92,34 @@ pub struct NewToken {
 
 /// Makes a token. `cluster_secret` is embedded for server tokens. `chosen` is an
 /// operator-chosen value (`KOKOA_INIT_ADMIN_TOKEN`) instead of a random one.
+/// What a new token may do, for how long and how often, and what it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSpec {
+    pub role: Role,
+    pub ttl_secs: Option<u64>,
+    pub max_uses: Option<u32>,
+    pub subject: Option<Subject>,
+}
+
+impl TokenSpec {
+    /// A token of `role` without limits or subject.
+    pub fn role(role: Role) -> Self {
+        TokenSpec {
+            role,
+            ttl_secs: None,
+            max_uses: None,
+            subject: None,
+        }
+    }
+}
+
 pub fn new_token(
-    role: Role,
+    spec: TokenSpec,
     now: u64,
-    ttl_secs: Option<u64>,
-    max_uses: Option<u32>,
     cluster_secret: &str,
     chosen: Option<&str>,
 ) -> Result<NewToken, ApiError> {
+    let role = spec.role;
     let (id, secret, display) = match chosen {
         Some(value) => {
             let p = PresentedToken::parse(value)?;
@@ -126,10 +146,11 @@ pub fn new_token(
             role,
             secret_hash: hash_secret(&secret),
             created_at: now,
-            expires_at: ttl_secs.map(|t| now.saturating_add(t)),
-            max_uses,
+            expires_at: spec.ttl_secs.map(|t| now.saturating_add(t)),
+            max_uses: spec.max_uses,
             uses: 0,
             revoked: false,
+            subject: spec.subject,
         },
         secret_string: display,
     })
@@ -217,13 +238,18 @@ mod tests {
 
     #[test]
     fn tokens_round_trip() {
-        let t = new_token(Role::Server, 10, Some(60), Some(1), "s3cr.et", None).unwrap();
+        let spec = TokenSpec {
+            ttl_secs: Some(60),
+            max_uses: Some(1),
+            ..TokenSpec::role(Role::Server)
+        };
+        let t = new_token(spec, 10, "s3cr.et", None).unwrap();
         let p = PresentedToken::parse(&t.secret_string).unwrap();
         assert_eq!(p.id, t.record.id);
         assert_eq!(hash_secret(&p.secret), t.record.secret_hash);
         assert_eq!(p.cluster_secret.as_deref(), Some("s3cr.et"));
         assert_eq!(t.record.expires_at, Some(70));
-        let admin = new_token(Role::Admin, 0, None, None, "x", None).unwrap();
+        let admin = new_token(TokenSpec::role(Role::Admin), 0, "x", None).unwrap();
         assert_eq!(
             PresentedToken::parse(&admin.secret_string)
                 .unwrap()
@@ -235,10 +261,8 @@ mod tests {
     #[test]
     fn chosen_tokens() {
         let t = new_token(
-            Role::Admin,
+            TokenSpec::role(Role::Admin),
             0,
-            None,
-            None,
             "x",
             Some("my-long-admin-token-value"),
         )

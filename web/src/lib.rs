@@ -25,6 +25,9 @@ use kokoa_store::StoreError;
 pub use error::ApiError;
 use extract::{ReadMode, MAX_BODY};
 
+/// How long a handler waits for its own write to reach the local state.
+const READ_AFTER_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Header carrying the raft log index of a committed write.
 pub const INDEX_HEADER: &str = "x-kokoa-index";
 
@@ -67,6 +70,20 @@ impl ApiContext {
             .await
             .map_err(|e| StoreError::Corrupt(format!("read task failed: {e}")))?;
         Ok(result?)
+    }
+
+    /// Reads the local state once it includes log index `index` (a write just made).
+    pub async fn read_after<T: Send + 'static>(
+        &self,
+        index: u64,
+        f: impl FnOnce(&StateReader) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        if !self.node.wait_applied(index, READ_AFTER_WRITE_WAIT).await {
+            return Err(ApiError::from(kokoa_raft::RaftNodeError::Unavailable(
+                "this replica is too far behind to show the result".into(),
+            )));
+        }
+        self.read_local(f).await
     }
 
     /// Reads the state: linearizable unless `mode.stale`.

@@ -30,9 +30,16 @@ pub async fn create(
         name: req.name,
         kind: req.kind,
         created_at: unix_now(),
+        subnet: None,
     };
-    let index = ctx.write(Command::CreateOrigin(origin.clone())).await?;
-    Ok(committed(StatusCode::CREATED, index, Some(origin)))
+    let id = origin.id.clone();
+    let index = ctx.write(Command::CreateOrigin(origin)).await?;
+    // The subnet was assigned when the command was applied: answer with the stored origin.
+    let created = ctx
+        .read_after(index, move |r| r.origin(&id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("origin"))?;
+    Ok(committed(StatusCode::CREATED, index, Some(created)))
 }
 
 pub async fn list(

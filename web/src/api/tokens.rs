@@ -5,11 +5,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use kokoa_raft::Command;
-use kokoa_store::{Role, Token};
+use kokoa_store::{Role, Subject, Token};
 use serde::{Deserialize, Serialize};
 
 use super::{committed, Items};
-use crate::auth::{new_token, unix_now};
+use crate::auth::{new_token, unix_now, TokenSpec};
 use crate::extract::{ApiJson, ReadMode};
 use crate::{ApiContext, ApiError};
 
@@ -22,6 +22,8 @@ pub struct CreateToken {
     pub role: Role,
     pub ttl_secs: Option<u64>,
     pub max_uses: Option<u32>,
+    /// The origin an agent token registers agents for (required for `agent`, refused otherwise).
+    pub origin_id: Option<String>,
 }
 
 /// A token as listed: everything but the hash.
@@ -34,6 +36,7 @@ pub struct TokenView {
     pub max_uses: Option<u32>,
     pub uses: u32,
     pub revoked: bool,
+    pub subject: Option<Subject>,
 }
 
 impl From<Token> for TokenView {
@@ -46,6 +49,7 @@ impl From<Token> for TokenView {
             max_uses: t.max_uses,
             uses: t.uses,
             revoked: t.revoked,
+            subject: t.subject,
         }
     }
 }
@@ -74,14 +78,41 @@ pub async fn create(
             "max_uses must be at least 1",
         ));
     }
-    let made = new_token(
-        req.role,
-        unix_now(),
-        req.ttl_secs,
-        req.max_uses,
-        &ctx.cluster_secret,
-        None,
-    )?;
+    let subject = match (req.role, req.origin_id) {
+        (Role::Agent, Some(origin_id)) => {
+            let key = origin_id.clone();
+            let origin = ctx
+                .read(ReadMode::default(), move |r| r.origin(&key))
+                .await?;
+            if origin.is_none() {
+                return Err(ApiError::bad_request(
+                    "unknown_origin",
+                    format!("there is no origin {origin_id:?}"),
+                ));
+            }
+            Some(Subject::Origin(origin_id))
+        }
+        (Role::Agent, None) => {
+            return Err(ApiError::bad_request(
+                "origin_required",
+                "an agent token needs the origin_id it registers agents for",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "origin_not_allowed",
+                "only agent tokens are bound to an origin",
+            ));
+        }
+        (_, None) => None,
+    };
+    let spec = TokenSpec {
+        role: req.role,
+        ttl_secs: req.ttl_secs,
+        max_uses: req.max_uses,
+        subject,
+    };
+    let made = new_token(spec, unix_now(), &ctx.cluster_secret, None)?;
     let index = ctx.write(Command::CreateToken(made.record.clone())).await?;
     let body = CreatedToken {
         view: made.record.into(),
