@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::cli::{ApiArgs, ClusterCmd, OriginCmd, RouteCmd, TokenCmd};
+use crate::cli::{ApiArgs, ClusterCmd, DnsCmd, EdgeNodeCmd, OriginCmd, RouteCmd, TokenCmd};
 use crate::client::ApiClient;
 use crate::table;
 
@@ -105,9 +105,9 @@ pub async fn origin(api: ApiArgs, cmd: OriginCmd) -> anyhow::Result<()> {
             }
             let rows: Vec<Vec<String>> = items(&list)
                 .iter()
-                .map(|o| vec![s(&o["name"]), s(&o["kind"]), s(&o["id"])])
+                .map(|o| vec![s(&o["name"]), s(&o["kind"]), s(&o["subnet"]), s(&o["id"])])
                 .collect();
-            table::print(&["NAME", "KIND", "ID"], &rows);
+            table::print(&["NAME", "KIND", "SUBNET", "ID"], &rows);
         }
         OriginCmd::Rm { name } => {
             c.delete(&format!("/api/v1/origins/{}", path_segment(&name)?))
@@ -126,14 +126,11 @@ pub async fn route(api: ApiArgs, cmd: RouteCmd) -> anyhow::Result<()> {
             origin,
             target,
         } => {
-            let o = c
-                .get(&format!("/api/v1/origins/{}", path_segment(&origin)?))
-                .await
-                .with_context(|| format!("origin {origin:?}"))?;
+            let origin_id = origin_id(&c, &origin).await?;
             let r = c
                 .post(
                     "/api/v1/routes",
-                    json!({"hostname": host, "origin_id": o["id"], "target": target}),
+                    json!({"hostname": host, "origin_id": origin_id, "target": target}),
                 )
                 .await?;
             if api.json {
@@ -181,13 +178,14 @@ pub async fn token(api: ApiArgs, cmd: TokenCmd) -> anyhow::Result<()> {
             role,
             ttl_secs,
             max_uses,
+            origin,
         } => {
-            let t = c
-                .post(
-                    "/api/v1/tokens",
-                    json!({"role": role, "ttl_secs": ttl_secs, "max_uses": max_uses}),
-                )
-                .await?;
+            let origin_id = match origin {
+                Some(o) => Some(origin_id(&c, &o).await?),
+                None => None,
+            };
+            let body = json!({"role": role, "ttl_secs": ttl_secs, "max_uses": max_uses, "origin_id": origin_id});
+            let t = c.post("/api/v1/tokens", body).await?;
             if api.json {
                 return print_json(&t);
             }
@@ -211,21 +209,142 @@ pub async fn token(api: ApiArgs, cmd: TokenCmd) -> anyhow::Result<()> {
                     } else {
                         "active"
                     };
+                    // {"edge": "e_..."} and the like: "edge e_...".
+                    let bound = match t["subject"].as_object().and_then(|o| o.iter().next()) {
+                        Some((kind, id)) => format!("{kind} {}", s(id)),
+                        None => "-".into(),
+                    };
                     vec![
                         s(&t["id"]),
                         s(&t["role"]),
+                        bound,
                         uses,
                         s(&t["expires_at"]),
                         state.into(),
                     ]
                 })
                 .collect();
-            table::print(&["ID", "ROLE", "USES", "EXPIRES_AT", "STATE"], &rows);
+            table::print(
+                &["ID", "ROLE", "BOUND_TO", "USES", "EXPIRES_AT", "STATE"],
+                &rows,
+            );
         }
         TokenCmd::Revoke { id } => {
             c.delete(&format!("/api/v1/tokens/{}", path_segment(&id)?))
                 .await?;
             println!("token {id} revoked");
+        }
+    }
+    Ok(())
+}
+
+/// The id of the origin named (or with id) `origin`.
+async fn origin_id(c: &ApiClient, origin: &str) -> anyhow::Result<String> {
+    let o = c
+        .get(&format!("/api/v1/origins/{}", path_segment(origin)?))
+        .await
+        .with_context(|| format!("origin {origin:?}"))?;
+    Ok(s(&o["id"]))
+}
+
+pub async fn edge_node(api: ApiArgs, cmd: EdgeNodeCmd) -> anyhow::Result<()> {
+    let c = ApiClient::new(&api)?;
+    match cmd {
+        EdgeNodeCmd::Ls => {
+            let list = c.get("/api/v1/edge-nodes").await?;
+            if api.json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = items(&list)
+                .iter()
+                .map(|e| {
+                    vec![
+                        s(&e["name"]),
+                        s(&e["public_ip"]),
+                        s(&e["tunnel_ip"]),
+                        s(&e["health"]),
+                        s(&e["last_seen"]),
+                        s(&e["id"]),
+                    ]
+                })
+                .collect();
+            table::print(
+                &[
+                    "NAME",
+                    "PUBLIC_IP",
+                    "TUNNEL_IP",
+                    "HEALTH",
+                    "LAST_SEEN",
+                    "ID",
+                ],
+                &rows,
+            );
+        }
+        EdgeNodeCmd::Rm { id } => {
+            c.delete(&format!("/api/v1/edge-nodes/{}", path_segment(&id)?))
+                .await?;
+            println!("edge {id} removed");
+        }
+    }
+    Ok(())
+}
+
+pub async fn dns(api: ApiArgs, cmd: DnsCmd) -> anyhow::Result<()> {
+    let c = ApiClient::new(&api)?;
+    match cmd {
+        DnsCmd::Add {
+            name,
+            ip,
+            rtype,
+            value,
+            ttl,
+        } => {
+            let (rtype, value) = match (ip, rtype, value) {
+                (Some(std::net::IpAddr::V4(ip)), _, _) => ("A".to_string(), ip.to_string()),
+                (Some(std::net::IpAddr::V6(ip)), _, _) => ("AAAA".to_string(), ip.to_string()),
+                (None, Some(t), Some(v)) => (t.to_ascii_uppercase(), v),
+                _ => anyhow::bail!("give --ip, or --type and --value"),
+            };
+            let r = c
+                .post(
+                    "/api/v1/dns/records",
+                    json!({"name": name, "type": rtype, "value": value, "ttl": ttl}),
+                )
+                .await?;
+            if api.json {
+                return print_json(&r);
+            }
+            println!(
+                "{} {} {} added (id {})",
+                s(&r["name"]),
+                s(&r["type"]),
+                s(&r["value"]),
+                s(&r["id"])
+            );
+        }
+        DnsCmd::Ls => {
+            let list = c.get("/api/v1/dns/records").await?;
+            if api.json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = items(&list)
+                .iter()
+                .map(|r| {
+                    vec![
+                        s(&r["name"]),
+                        s(&r["type"]),
+                        s(&r["value"]),
+                        s(&r["ttl"]),
+                        s(&r["id"]),
+                    ]
+                })
+                .collect();
+            table::print(&["NAME", "TYPE", "VALUE", "TTL", "ID"], &rows);
+        }
+        DnsCmd::Rm { id } => {
+            c.delete(&format!("/api/v1/dns/records/{}", path_segment(&id)?))
+                .await?;
+            println!("record {id} removed");
         }
     }
     Ok(())

@@ -51,6 +51,12 @@ pub enum Command {
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// List and remove registered edges.
+    #[command(subcommand, name = "edge-node")]
+    EdgeNode(EdgeNodeCmd),
+    /// Manage static DNS records of the managed zone.
+    #[command(subcommand)]
+    Dns(DnsCmd),
     /// Run a whole deployment on loopback: 3 replicas.
     Dev(DevArgs),
 }
@@ -192,11 +198,47 @@ pub enum TokenCmd {
         /// How many registrations or joins it allows.
         #[arg(long)]
         max_uses: Option<u32>,
+        /// For agent tokens: the origin (name or id) whose agents it registers.
+        #[arg(long)]
+        origin: Option<String>,
     },
     /// List tokens (never their secrets).
     Ls,
     /// Revoke a token by id.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EdgeNodeCmd {
+    /// List edges with their tunnel address and when they last pulled config.
+    Ls,
+    /// Remove an edge (its token stops working).
+    Rm { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnsCmd {
+    /// Add a record: `--name app1 --ip 1.2.3.4`, or `--name x --type TXT --value "..."`.
+    Add {
+        /// Name relative to the zone, or @ for the apex.
+        #[arg(long)]
+        name: String,
+        /// Shorthand for an A (IPv4) or AAAA (IPv6) record.
+        #[arg(long, conflicts_with_all = ["rtype", "value"])]
+        ip: Option<std::net::IpAddr>,
+        /// A, AAAA, CNAME or TXT.
+        #[arg(long = "type", value_name = "TYPE", requires = "value")]
+        rtype: Option<String>,
+        #[arg(long)]
+        value: Option<String>,
+        /// Seconds (default 30).
+        #[arg(long)]
+        ttl: Option<u32>,
+    },
+    /// List records.
+    Ls,
+    /// Remove a record by id.
+    Rm { id: String },
 }
 
 #[derive(Debug, Clone, Args)]

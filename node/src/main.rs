@@ -45,6 +45,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Origin(cmd) => admin::origin(cli.api, cmd).await,
         Command::Route(cmd) => admin::route(cli.api, cmd).await,
         Command::Token(cmd) => admin::token(cli.api, cmd).await,
+        Command::EdgeNode(cmd) => admin::edge_node(cli.api, cmd).await,
+        Command::Dns(cmd) => admin::dns(cli.api, cmd).await,
     }
 }
 

@@ -92,6 +92,7 @@ pub async fn run(args: ServerArgs, shutdown: CancellationToken) -> anyhow::Resul
         }
     }
     tasks.spawn(record_api_addr(ctx.clone(), api_addr, shutdown.clone()));
+    tasks.spawn(commit_last_seen(ctx.clone(), shutdown.clone()));
     if args.init {
         tasks.spawn(ensure_admin_token(
             ctx.clone(),
@@ -250,6 +251,19 @@ async fn record_api_addr(ctx: ApiContext, api: SocketAddr, shutdown: Cancellatio
         ctx.write(Command::SetReplica(me.clone())).await.map(|_| ())
     })
     .await;
+}
+
+/// Commits edges' and agents' last-seen times now and then (pulls themselves never write).
+async fn commit_last_seen(ctx: ApiContext, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(kokoa_web::seen::SEEN_COMMIT_EVERY) => {}
+        }
+        if let Err(e) = kokoa_web::seen::flush_seen(&ctx).await {
+            tracing::debug!(error = %e.message, "cannot commit last-seen times yet");
+        }
+    }
 }
 
 /// Creates the admin token of a new cluster, prints it once and keeps it in `DATA_DIR/admin.token`.

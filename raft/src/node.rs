@@ -148,6 +148,7 @@ struct Inner {
     state: StateMachine,
     transport: PeerTransport,
     batcher: Batcher,
+    leader_contact: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -190,6 +191,7 @@ impl RaftNode {
                 state,
                 transport,
                 batcher,
+                leader_contact: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -345,6 +347,31 @@ impl RaftNode {
             state,
             members,
         }
+    }
+
+    /// How long since this replica last heard from a leader: for the leader, since a quorum
+    /// last acknowledged it; for a follower, since the leader's last append or heartbeat.
+    /// `None` when it never has.
+    pub fn leader_contact_age(&self) -> Option<Duration> {
+        let m = self.raft().metrics().borrow().clone();
+        if m.state == ServerState::Leader {
+            return m.millis_since_quorum_ack.map(Duration::from_millis);
+        }
+        let last = *self
+            .inner
+            .leader_contact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        last.map(|t| t.elapsed())
+    }
+
+    /// Notes that the leader was heard from (the peer server calls this on every append).
+    pub(crate) fn note_leader_contact(&self) {
+        *self
+            .inner
+            .leader_contact
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
     }
 
     /// Resolves when raft stops by itself (a fatal error such as a failed disk write), with

@@ -80,7 +80,13 @@ fn open<T: DeserializeOwned>(
 
 async fn append(State(node): State<RaftNode>, headers: HeaderMap, body: Bytes) -> Response {
     match open(&node, &headers, &body) {
-        Ok(req) => reply(&node.raft().append_entries(req).await),
+        Ok(req) => {
+            let answer = node.raft().append_entries(req).await;
+            if answer.as_ref().is_ok_and(|r| r.is_success()) {
+                node.note_leader_contact();
+            }
+            reply(&answer)
+        }
         Err(refused) => refused.into_response(),
     }
 }

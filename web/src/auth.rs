@@ -191,12 +191,23 @@ pub async fn authenticate(
         .map_err(|r| ApiError::unauthorized(r.to_string()))?;
     if token.role != role {
         return Err(ApiError::forbidden(format!(
-            "a {} token cannot use this endpoint; it needs a {} token",
-            token.role.as_str(),
-            role.as_str()
+            "this endpoint needs {} token, not {} token",
+            with_article(role),
+            with_article(token.role)
         )));
     }
     Ok(token)
+}
+
+/// "an admin", "a server", ...
+fn with_article(role: Role) -> String {
+    let name = role.as_str();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
 }
 
 /// Looks a token up: from the cache when no token changed since it was read, else from the

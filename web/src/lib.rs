@@ -9,6 +9,8 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod pull;
+pub mod seen;
 pub mod token_cache;
 
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub struct ApiContext {
     pub cluster_secret: Arc<str>,
     /// Tokens already checked, for the hot path of authentication.
     pub tokens: Arc<token_cache::TokenCache>,
+    /// When edges and agents last pulled from this replica.
+    pub seen: Arc<seen::SeenRegistry>,
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -57,6 +61,7 @@ impl ApiContext {
             node,
             cluster_secret: cluster_secret.into(),
             tokens: Default::default(),
+            seen: Default::default(),
         }
     }
 
@@ -148,10 +153,27 @@ pub fn router(ctx: ApiContext) -> Router {
         )
         .route("/api/v1/tokens/{id}", delete(api::tokens::revoke))
         .route("/api/v1/state", get(api::state::dump))
+        .route("/api/v1/edge-nodes", get(api::edges::list))
+        .route("/api/v1/edge-nodes/{id}", delete(api::edges::remove))
+        .route("/api/v1/agents", get(api::agents::list))
+        .route("/api/v1/agents/{id}", delete(api::agents::remove))
+        .route(
+            "/api/v1/dns/records",
+            get(api::dns::list).post(api::dns::create),
+        )
+        .route("/api/v1/dns/records/{id}", delete(api::dns::remove))
+        .route(
+            "/api/v1/settings",
+            get(api::settings::get).put(api::settings::put),
+        )
         .route_layer(from_fn_with_state(ctx.clone(), auth::require_admin));
     Router::new()
         .merge(admin)
         .route("/api/v1/cluster/join", post(api::cluster::join))
+        .route("/api/v1/edge-nodes/register", post(api::edges::register))
+        .route("/api/v1/edge-nodes/me/config", get(api::edges::my_config))
+        .route("/api/v1/agents/register", post(api::agents::register))
+        .route("/api/v1/agents/me/config", get(api::agents::my_config))
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
         .fallback(|| async {

@@ -1,9 +1,13 @@
 //! The API's handlers, a module per resource, and the small helpers they share.
 
+pub mod agents;
 pub mod cluster;
+pub mod dns;
+pub mod edges;
 pub mod health;
 pub mod origins;
 pub mod routes;
+pub mod settings;
 pub mod state;
 pub mod tokens;
 

@@ -1,0 +1,275 @@
+//! Config pulls for edges and agents: what each gets, and the long-poll that delivers it.
+//!
+//! `GET ...?after=V&wait=S` answers at once when this replica's version is above `V`, otherwise
+//! waits up to `S` seconds for a change. It never answers with a version below `V`: a replica
+//! that is behind waits to catch up and, if it cannot within `S`, answers 503 `retryable` so
+//! the client tries another replica. With no change in time it answers 304. Payloads are
+//! deterministic (sorted) and carry `config_hash`, the SHA-256 of the payload without the
+//! version fields, so clients can tell a real change from a version bump elsewhere.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kokoa_store::state_db::StateReader;
+use kokoa_store::{OriginKind, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{ApiContext, ApiError};
+
+/// Longest `wait` accepted.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// A replica that has not heard from a leader for this long marks its answers `stale`.
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
+
+/// `?after=V&wait=S`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullQuery {
+    pub after: Option<u64>,
+    /// Seconds; 0 (the default) answers at once.
+    #[serde(default)]
+    pub wait: u64,
+}
+
+/// Waits as the long-poll rules say; `Ok(true)` means "answer with the current state",
+/// `Ok(false)` "no change" (304).
+pub async fn wait_for_change(ctx: &ApiContext, q: &PullQuery) -> Result<bool, ApiError> {
+    let Some(after) = q.after else {
+        return Ok(true);
+    };
+    let wait = Duration::from_secs(q.wait).min(MAX_WAIT);
+    let mut rx = ctx.node.position();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let version = rx.borrow_and_update().version;
+        if version > after {
+            return Ok(true);
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "shutting down",
+                ))
+            }
+            Err(_) if version == after => return Ok(false),
+            Err(_) => {
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "behind",
+                    format!("this replica is at version {version}, behind the {after} you have; try another"),
+                );
+                e.retryable = true;
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// The 304 answer of a long-poll that saw no change.
+pub fn no_change(ctx: &ApiContext) -> Response {
+    let version = ctx.node.position().borrow().version;
+    let mut resp = StatusCode::NOT_MODIFIED.into_response();
+    resp.headers_mut().insert("x-kokoa-version", version.into());
+    resp
+}
+
+/// Whether this replica has lost touch with the leader.
+pub fn is_stale(ctx: &ApiContext) -> bool {
+    ctx.node
+        .leader_contact_age()
+        .is_none_or(|age| age > STALE_AFTER)
+}
+
+/// A pulled config: the version it was read at, its hash, and the role's payload.
+#[derive(Debug, Serialize)]
+pub struct Pulled<T> {
+    pub version: u64,
+    pub config_hash: String,
+    pub stale: bool,
+    #[serde(flatten)]
+    pub config: T,
+}
+
+impl<T: Serialize> Pulled<T> {
+    pub fn new(version: u64, config: T, stale: bool) -> Result<Self, ApiError> {
+        let canonical =
+            serde_json::to_vec(&config).map_err(|e| StoreError::Codec(e.to_string()))?;
+        let config_hash = hex::encode(Sha256::digest(&canonical));
+        Ok(Pulled {
+            version,
+            config_hash,
+            stale,
+            config,
+        })
+    }
+
+    pub fn into_response(self) -> Response {
+        Json(self).into_response()
+    }
+}
+
+/// Where an edge sends a hostname's requests.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Backend {
+    pub origin_id: String,
+    pub origin: String,
+    pub kind: OriginKind,
+    pub target: String,
+}
+
+/// An agent as edges see it: a WireGuard peer allowed only its own address.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AgentPeer {
+    pub agent_id: String,
+    pub origin_id: String,
+    pub wg_public_key: String,
+    pub tunnel_ip: Option<String>,
+    pub allowed_ips: Vec<String>,
+}
+
+/// An edge as agents see it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EdgePeer {
+    pub id: String,
+    pub name: String,
+    pub public_ip: String,
+    pub wg_port: u16,
+    pub wg_public_key: String,
+    pub tunnel_ip: Option<String>,
+}
+
+/// Everything an edge needs.
+#[derive(Debug, Serialize)]
+pub struct EdgeConfig {
+    pub edge: EdgePeer,
+    /// Hostname -> backend, for every route.
+    pub routes: BTreeMap<String, Backend>,
+    pub hostnames: Vec<String>,
+    /// Agents of tunnel origins.
+    pub peers: Vec<AgentPeer>,
+    /// Filled by the certificates issue.
+    pub certificates: Vec<serde_json::Value>,
+    /// ACME HTTP-01 token -> key authorization (filled by the certificates issue).
+    pub acme_http01: BTreeMap<String, String>,
+}
+
+/// Everything an agent needs.
+#[derive(Debug, Serialize)]
+pub struct AgentConfig {
+    pub agent: AgentPeer,
+    pub origin: OriginView,
+    /// Every edge to dial.
+    pub edges: Vec<EdgePeer>,
+    /// Hostname -> target, for this origin's routes only.
+    pub routes: BTreeMap<String, String>,
+    /// The only targets this agent may forward to.
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OriginView {
+    pub id: String,
+    pub name: String,
+    pub subnet: Option<String>,
+}
+
+fn edge_peer(e: kokoa_store::EdgeNode) -> EdgePeer {
+    EdgePeer {
+        id: e.id,
+        name: e.name,
+        public_ip: e.public_ip,
+        wg_port: e.wg_port,
+        wg_public_key: e.wg_public_key,
+        tunnel_ip: e.tunnel_ip,
+    }
+}
+
+fn agent_peer(a: kokoa_store::Agent) -> AgentPeer {
+    let allowed_ips = a.tunnel_ip.iter().map(|ip| format!("{ip}/32")).collect();
+    AgentPeer {
+        agent_id: a.id,
+        origin_id: a.origin_id,
+        wg_public_key: a.wg_public_key,
+        tunnel_ip: a.tunnel_ip,
+        allowed_ips,
+    }
+}
+
+/// Builds edge `edge_id`'s config from one consistent read; `None` if the edge is gone.
+pub fn edge_config(
+    r: &StateReader,
+    edge_id: &str,
+) -> Result<Option<(u64, EdgeConfig)>, StoreError> {
+    let Some(edge) = r.edge_node(edge_id)? else {
+        return Ok(None);
+    };
+    let origins: BTreeMap<String, kokoa_store::Origin> = r
+        .origins()?
+        .into_iter()
+        .map(|o| (o.id.clone(), o))
+        .collect();
+    let mut routes = BTreeMap::new();
+    for route in r.routes()? {
+        if let Some(o) = origins.get(&route.origin_id) {
+            let backend = Backend {
+                origin_id: o.id.clone(),
+                origin: o.name.clone(),
+                kind: o.kind,
+                target: route.target,
+            };
+            routes.insert(route.hostname, backend);
+        }
+    }
+    let hostnames = routes.keys().cloned().collect();
+    let peers = r.agents()?.into_iter().map(agent_peer).collect();
+    let config = EdgeConfig {
+        edge: edge_peer(edge),
+        routes,
+        hostnames,
+        peers,
+        certificates: Vec::new(),
+        acme_http01: BTreeMap::new(),
+    };
+    Ok(Some((r.version()?, config)))
+}
+
+/// Builds agent `agent_id`'s config from one consistent read; `None` if the agent is gone.
+pub fn agent_config(
+    r: &StateReader,
+    agent_id: &str,
+) -> Result<Option<(u64, AgentConfig)>, StoreError> {
+    let Some(agent) = r.agent(agent_id)? else {
+        return Ok(None);
+    };
+    let Some(origin) = r.origin(&agent.origin_id)? else {
+        return Ok(None);
+    };
+    let routes: BTreeMap<String, String> = r
+        .routes()?
+        .into_iter()
+        .filter(|route| route.origin_id == origin.id)
+        .map(|route| (route.hostname, route.target))
+        .collect();
+    let targets: BTreeSet<String> = routes.values().cloned().collect();
+    let mut edges: Vec<EdgePeer> = r.edge_nodes()?.into_iter().map(edge_peer).collect();
+    edges.sort_by(|a, b| a.id.cmp(&b.id));
+    let config = AgentConfig {
+        agent: agent_peer(agent),
+        origin: OriginView {
+            id: origin.id,
+            name: origin.name,
+            subnet: origin.subnet,
+        },
+        edges,
+        routes,
+        targets: targets.into_iter().collect(),
+    };
+    Ok(Some((r.version()?, config)))
+}
