@@ -99,15 +99,18 @@ pub async fn origin(api: ApiArgs, cmd: OriginCmd) -> anyhow::Result<()> {
             println!("origin {} added (id {})", s(&o["name"]), s(&o["id"]));
         }
         OriginCmd::Ls => {
-            let list = c.get("/api/v1/origins").await?;
-            if api.json {
-                return print_json(&list);
-            }
-            let rows: Vec<Vec<String>> = items(&list)
-                .iter()
-                .map(|o| vec![s(&o["name"]), s(&o["kind"]), s(&o["subnet"]), s(&o["id"])])
-                .collect();
-            table::print(&["NAME", "KIND", "SUBNET", "ID"], &rows);
+            show_list(
+                &c,
+                &api,
+                "/api/v1/origins",
+                &[
+                    ("NAME", |o| s(&o["name"])),
+                    ("KIND", |o| s(&o["kind"])),
+                    ("SUBNET", |o| s(&o["subnet"])),
+                    ("ID", |o| s(&o["id"])),
+                ],
+            )
+            .await?
         }
         OriginCmd::Rm { name } => {
             c.delete(&format!("/api/v1/origins/{}", path_segment(&name)?))
@@ -145,22 +148,18 @@ pub async fn route(api: ApiArgs, cmd: RouteCmd) -> anyhow::Result<()> {
             );
         }
         RouteCmd::Ls => {
-            let list = c.get("/api/v1/routes").await?;
-            if api.json {
-                return print_json(&list);
-            }
-            let rows: Vec<Vec<String>> = items(&list)
-                .iter()
-                .map(|r| {
-                    vec![
-                        s(&r["hostname"]),
-                        s(&r["target"]),
-                        s(&r["origin_id"]),
-                        s(&r["id"]),
-                    ]
-                })
-                .collect();
-            table::print(&["HOSTNAME", "TARGET", "ORIGIN", "ID"], &rows);
+            show_list(
+                &c,
+                &api,
+                "/api/v1/routes",
+                &[
+                    ("HOSTNAME", |r| s(&r["hostname"])),
+                    ("TARGET", |r| s(&r["target"])),
+                    ("ORIGIN", |r| s(&r["origin_id"])),
+                    ("ID", |r| s(&r["id"])),
+                ],
+            )
+            .await?
         }
         RouteCmd::Rm { host } => {
             c.delete(&format!("/api/v1/routes/{}", path_segment(&host)?))
@@ -193,41 +192,26 @@ pub async fn token(api: ApiArgs, cmd: TokenCmd) -> anyhow::Result<()> {
             eprintln!("({} token {}; shown only once)", s(&t["role"]), s(&t["id"]));
         }
         TokenCmd::Ls => {
-            let list = c.get("/api/v1/tokens").await?;
-            if api.json {
-                return print_json(&list);
-            }
-            let rows: Vec<Vec<String>> = items(&list)
-                .iter()
-                .map(|t| {
-                    let uses = match t["max_uses"].as_u64() {
-                        Some(m) => format!("{}/{m}", s(&t["uses"])),
-                        None => s(&t["uses"]),
-                    };
-                    let state = if t["revoked"].as_bool() == Some(true) {
-                        "revoked"
-                    } else {
-                        "active"
-                    };
-                    // {"edge": "e_..."} and the like: "edge e_...".
-                    let bound = match t["subject"].as_object().and_then(|o| o.iter().next()) {
-                        Some((kind, id)) => format!("{kind} {}", s(id)),
-                        None => "-".into(),
-                    };
-                    vec![
-                        s(&t["id"]),
-                        s(&t["role"]),
-                        bound,
-                        uses,
-                        s(&t["expires_at"]),
-                        state.into(),
-                    ]
-                })
-                .collect();
-            table::print(
-                &["ID", "ROLE", "BOUND_TO", "USES", "EXPIRES_AT", "STATE"],
-                &rows,
-            );
+            show_list(
+                &c,
+                &api,
+                "/api/v1/tokens",
+                &[
+                    ("ID", |t| s(&t["id"])),
+                    ("ROLE", |t| s(&t["role"])),
+                    ("BOUND_TO", bound_to),
+                    ("USES", uses),
+                    ("EXPIRES_AT", |t| s(&t["expires_at"])),
+                    ("STATE", |t| {
+                        if t["revoked"] == true {
+                            "revoked".into()
+                        } else {
+                            "active".into()
+                        }
+                    }),
+                ],
+            )
+            .await?
         }
         TokenCmd::Revoke { id } => {
             c.delete(&format!("/api/v1/tokens/{}", path_segment(&id)?))
@@ -236,6 +220,45 @@ pub async fn token(api: ApiArgs, cmd: TokenCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A column of a list table: its header and how to show one item's cell.
+type Column = (&'static str, fn(&Value) -> String);
+
+/// Lists `path`: JSON with `--json`, else a table of `columns`.
+async fn show_list(
+    c: &ApiClient,
+    api: &ApiArgs,
+    path: &str,
+    columns: &[Column],
+) -> anyhow::Result<()> {
+    let list = c.get(path).await?;
+    if api.json {
+        return print_json(&list);
+    }
+    let headers: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
+    let rows: Vec<Vec<String>> = items(&list)
+        .iter()
+        .map(|item| columns.iter().map(|(_, cell)| cell(item)).collect())
+        .collect();
+    table::print(&headers, &rows);
+    Ok(())
+}
+
+/// A token's uses, as `used/max`.
+fn uses(t: &Value) -> String {
+    match t["max_uses"].as_u64() {
+        Some(m) => format!("{}/{m}", s(&t["uses"])),
+        None => s(&t["uses"]),
+    }
+}
+
+/// What a token is bound to: `{"edge": "e_..."}` shows as `edge e_...`.
+fn bound_to(t: &Value) -> String {
+    match t["subject"].as_object().and_then(|o| o.iter().next()) {
+        Some((kind, id)) => format!("{kind} {}", s(id)),
+        None => "-".into(),
+    }
 }
 
 /// The id of the origin named (or with id) `origin`.
@@ -251,34 +274,20 @@ pub async fn edge_node(api: ApiArgs, cmd: EdgeNodeCmd) -> anyhow::Result<()> {
     let c = ApiClient::new(&api)?;
     match cmd {
         EdgeNodeCmd::Ls => {
-            let list = c.get("/api/v1/edge-nodes").await?;
-            if api.json {
-                return print_json(&list);
-            }
-            let rows: Vec<Vec<String>> = items(&list)
-                .iter()
-                .map(|e| {
-                    vec![
-                        s(&e["name"]),
-                        s(&e["public_ip"]),
-                        s(&e["tunnel_ip"]),
-                        s(&e["health"]),
-                        s(&e["last_seen"]),
-                        s(&e["id"]),
-                    ]
-                })
-                .collect();
-            table::print(
+            show_list(
+                &c,
+                &api,
+                "/api/v1/edge-nodes",
                 &[
-                    "NAME",
-                    "PUBLIC_IP",
-                    "TUNNEL_IP",
-                    "HEALTH",
-                    "LAST_SEEN",
-                    "ID",
+                    ("NAME", |e| s(&e["name"])),
+                    ("PUBLIC_IP", |e| s(&e["public_ip"])),
+                    ("TUNNEL_IP", |e| s(&e["tunnel_ip"])),
+                    ("HEALTH", |e| s(&e["health"])),
+                    ("LAST_SEEN", |e| s(&e["last_seen"])),
+                    ("ID", |e| s(&e["id"])),
                 ],
-                &rows,
-            );
+            )
+            .await?
         }
         EdgeNodeCmd::Rm { id } => {
             c.delete(&format!("/api/v1/edge-nodes/{}", path_segment(&id)?))
@@ -323,23 +332,19 @@ pub async fn dns(api: ApiArgs, cmd: DnsCmd) -> anyhow::Result<()> {
             );
         }
         DnsCmd::Ls => {
-            let list = c.get("/api/v1/dns/records").await?;
-            if api.json {
-                return print_json(&list);
-            }
-            let rows: Vec<Vec<String>> = items(&list)
-                .iter()
-                .map(|r| {
-                    vec![
-                        s(&r["name"]),
-                        s(&r["type"]),
-                        s(&r["value"]),
-                        s(&r["ttl"]),
-                        s(&r["id"]),
-                    ]
-                })
-                .collect();
-            table::print(&["NAME", "TYPE", "VALUE", "TTL", "ID"], &rows);
+            show_list(
+                &c,
+                &api,
+                "/api/v1/dns/records",
+                &[
+                    ("NAME", |r| s(&r["name"])),
+                    ("TYPE", |r| s(&r["type"])),
+                    ("VALUE", |r| s(&r["value"])),
+                    ("TTL", |r| s(&r["ttl"])),
+                    ("ID", |r| s(&r["id"])),
+                ],
+            )
+            .await?
         }
         DnsCmd::Rm { id } => {
             c.delete(&format!("/api/v1/dns/records/{}", path_segment(&id)?))

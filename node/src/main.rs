@@ -37,6 +37,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => {
             init_tracing();
+            raise_open_file_limit();
             let shutdown = shutdown_on_signal();
             server::run(args, shutdown).await
         }
@@ -57,6 +58,15 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Raises the soft limit on open files to the hard limit: a replica holds a connection per
+/// waiting pull (thousands of edges and agents), far above the usual soft limit of 1024.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
 }
 
 /// A token cancelled on SIGTERM or SIGINT.
