@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// A place services run: a home server reached through agents ("tunnel"), or a host the edge
 /// reaches itself ("direct").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Origin {
     pub id: String,
@@ -21,6 +22,7 @@ pub struct Origin {
 
 /// How edges reach an origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum OriginKind {
     /// Through the origin's agents over WireGuard.
@@ -32,6 +34,7 @@ pub enum OriginKind {
 
 /// A public hostname published from an origin's target (`HOST:PORT`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub id: String,
@@ -44,6 +47,7 @@ pub struct Route {
 
 /// What a bearer token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The admin API.
@@ -70,6 +74,7 @@ impl Role {
 
 /// A bearer token. Only the SHA-256 of its secret is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Token {
     pub id: String,
@@ -88,6 +93,7 @@ pub struct Token {
 
 /// The record a token is bound to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Subject {
     Origin(String),
@@ -114,6 +120,7 @@ impl Token {
 
 /// A public edge server that registered itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EdgeNode {
     pub id: String,
@@ -130,6 +137,7 @@ pub struct EdgeNode {
 
 /// A process next to an origin's services that dials every edge over WireGuard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Agent {
     pub id: String,
@@ -144,6 +152,7 @@ pub struct Agent {
 
 /// The type of a static DNS record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DnsType {
     A,
     AAAA,
@@ -153,6 +162,7 @@ pub enum DnsType {
 
 /// A static DNS record in a managed zone (`kokoa dns add`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DnsRecord {
     pub id: String,
@@ -167,6 +177,7 @@ pub struct DnsRecord {
 
 /// Cluster-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// IPv4 pool that tunnel origins' /24 subnets come from.
@@ -186,6 +197,7 @@ impl Default for Settings {
 
 /// What the cluster knows about a replica beyond raft's membership: where its API listens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReplicaInfo {
     pub id: u64,

@@ -112,6 +112,13 @@ impl Api {
             .await
     }
 
+    /// `PUT path` with a JSON body.
+    pub async fn put_json(&self, path: &str, body: &Value) -> Result<ApiResponse, reqwest::Error> {
+        let bytes = serde_json::to_vec(body).expect("serialize JSON body");
+        self.send(Method::PUT, path, Some(("application/json", bytes)))
+            .await
+    }
+
     /// `POST path` with raw bytes and a chosen content type (for malformed-input tests).
     pub async fn post_raw(
         &self,

@@ -1,8 +1,10 @@
 //! Request extractors with the API's own errors: a strict JSON body (right content type, at most
-//! [`MAX_BODY`], no unknown fields) and the `?stale=true` read option.
+//! [`MAX_BODY`], no unknown fields), path parameters, a query string, and the `?stale=true` read
+//! option. axum's own extractors answer bad input in plain text; these answer with the API's
+//! error JSON, as the OpenAPI document says.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -61,10 +63,13 @@ pub struct ReadMode {
     pub stale: bool,
 }
 
-#[derive(Deserialize)]
-struct ReadQuery {
+/// The query string of [`ReadMode`], as documented.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadQuery {
+    /// `true` reads this replica's local state (possibly behind) instead of a linearizable read.
     #[serde(default)]
-    stale: bool,
+    pub stale: bool,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ReadMode {
@@ -75,5 +80,35 @@ impl<S: Send + Sync> FromRequestParts<S> for ReadMode {
             .await
             .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
         Ok(ReadMode { stale: q.stale })
+    }
+}
+
+/// A query string, refused with 400 `invalid_query`.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(q) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+        Ok(ApiQuery(q))
+    }
+}
+
+/// Path parameters, refused with 400 `invalid_path` (e.g. a replica id that is not a number).
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(p) = Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+        Ok(ApiPath(p))
     }
 }

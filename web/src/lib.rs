@@ -9,9 +9,12 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod metrics;
+pub mod openapi;
 pub mod pull;
 pub mod seen;
 pub mod token_cache;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -43,6 +46,8 @@ pub struct ApiContext {
     pub tokens: Arc<token_cache::TokenCache>,
     /// When edges and agents last pulled from this replica.
     pub seen: Arc<seen::SeenRegistry>,
+    /// What `GET /metrics` reports beyond the raft status.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -62,6 +67,7 @@ impl ApiContext {
             cluster_secret: cluster_secret.into(),
             tokens: Default::default(),
             seen: Default::default(),
+            metrics: Default::default(),
         }
     }
 
@@ -169,6 +175,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route_layer(from_fn_with_state(ctx.clone(), auth::require_admin));
     Router::new()
         .merge(admin)
+        .merge(ui::router())
         .route("/api/v1/cluster/join", post(api::cluster::join))
         .route("/api/v1/edge-nodes/register", post(api::edges::register))
         .route("/api/v1/edge-nodes/me/config", get(api::edges::my_config))
@@ -176,6 +183,8 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/agents/me/config", get(api::agents::my_config))
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
+        .route("/metrics", get(metrics::serve))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -187,5 +196,6 @@ pub fn router(ctx: ApiContext) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(from_fn_with_state(ctx.metrics.clone(), metrics::track))
         .with_state(ctx)
 }

@@ -44,11 +44,15 @@ pub async fn wait_for_change(ctx: &ApiContext, q: &PullQuery) -> Result<bool, Ap
     let wait = Duration::from_secs(q.wait).min(MAX_WAIT);
     let mut rx = ctx.node.position();
     let deadline = tokio::time::Instant::now() + wait;
+    // Counts this pull in `kokoa_pulls_waiting` from its first wait until it returns or is
+    // dropped (the client went away).
+    let mut waiting = None;
     loop {
         let version = rx.borrow_and_update().version;
         if version > after {
             return Ok(true);
         }
+        waiting.get_or_insert_with(|| ctx.metrics.pull_waiting());
         match tokio::time::timeout_at(deadline, rx.changed()).await {
             Ok(Ok(())) => continue,
             Ok(Err(_)) => {

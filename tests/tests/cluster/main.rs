@@ -4,14 +4,20 @@
 //! Build the binary first: `cargo build -p kokoa && cargo test -p kokoa-tests`.
 
 mod common;
+mod fleet;
 
 mod bad_input;
 mod cli;
 mod crash_burst;
 mod disk_full;
+mod dns_settings;
 mod failover;
 mod formation;
 mod membership;
+mod openapi;
+mod pulls;
+mod registration;
 mod shutdown;
 mod snapshot;
+mod ui;
 mod writes;

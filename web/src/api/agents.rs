@@ -3,31 +3,57 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use kokoa_raft::Command;
 use kokoa_store::{Agent, Role, Subject};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::edges::{bearer_of, Registered};
 use super::{committed, new_id, Items};
 use crate::auth::{authenticate, new_token, unix_now, TokenSpec};
-use crate::extract::{ApiJson, ReadMode};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, ReadMode, ReadQuery};
+use crate::openapi::{
+    AgentConfigDoc, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PullParams,
+    Unauthorized, Unavailable, UnsupportedMediaType,
+};
 use crate::pull::{agent_config, is_stale, no_change, wait_for_change, PullQuery, Pulled};
 use crate::seen::last_seen;
 use crate::{ApiContext, ApiError};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterAgent {
+    /// Lowercase letters, digits, `-` and `_`, at most 63.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", example = "agent-1")]
     pub name: String,
-    /// Base64 WireGuard public key; the private key stays on the agent.
+    /// Base64 WireGuard public key (32 bytes); the private key stays on the agent.
+    #[schema(pattern = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")]
     pub wg_public_key: String,
 }
 
 /// `POST /api/v1/agents/register` with an agent token bound to an origin.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/register",
+    operation_id = "register_agent",
+    tag = "agents",
+    request_body = RegisterAgent,
+    responses(
+        (status = 201, description = "The agent and its own token (shown once)", body = Registered<Agent>,
+            headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn register(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -76,13 +102,28 @@ pub async fn register(
 }
 
 /// An agent as admins see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AgentView {
     #[serde(flatten)]
     pub agent: Agent,
     pub last_seen: Option<u64>,
 }
 
+/// The agents, with when they last pulled.
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents",
+    operation_id = "list_agents",
+    tag = "agents",
+    params(ReadQuery),
+    responses(
+        (status = 200, description = "The agents, with when they were last seen", body = Items<AgentView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
@@ -101,19 +142,52 @@ pub async fn list(
     Ok(Json(Items { items }))
 }
 
+/// Removes an agent; its token stops working.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/agents/{id}",
+    operation_id = "delete_agent",
+    tag = "agents",
+    params(("id" = String, Path, description = "The agent's id")),
+    responses(
+        (status = 204, description = "Removed", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn remove(
     State(ctx): State<ApiContext>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let index = ctx.write(Command::DeleteAgent { id }).await?;
     Ok(committed::<()>(StatusCode::NO_CONTENT, index, None))
 }
 
 /// `GET /api/v1/agents/me/config` with the agent's own token: its origin's config only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/agents/me/config",
+    operation_id = "pull_agent_config",
+    tag = "agents",
+    params(PullParams),
+    responses(
+        (status = 200, description = "The config", body = AgentConfigDoc),
+        (status = 304, description = "No change within `wait`",
+            headers(("x-kokoa-version" = u64, description = "This replica's state version"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn my_config(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
-    Query(q): Query<PullQuery>,
+    ApiQuery(q): ApiQuery<PullQuery>,
 ) -> Result<Response, ApiError> {
     let token = authenticate(&ctx, bearer_of(&headers), Role::Agent).await?;
     let Some(Subject::Agent(agent_id)) = token.subject else {

@@ -1,6 +1,6 @@
 //! `/api/v1/dns/records`: static records served by the built-in DNS (`kokoa dns add`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -8,26 +8,56 @@ use kokoa_raft::Command;
 use kokoa_store::validate::normalize_dns_record;
 use kokoa_store::{DnsRecord, DnsType};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::{committed, new_id, Items};
 use crate::auth::unix_now;
-use crate::extract::{ApiJson, ReadMode};
+use crate::extract::{ApiJson, ApiPath, ReadMode, ReadQuery};
+use crate::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+    UnsupportedMediaType,
+};
 use crate::{ApiContext, ApiError};
 
 /// TTL of a record made without one.
 pub const DEFAULT_TTL: u32 = 30;
 
-#[derive(Debug, Deserialize)]
+/// A record to create.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRecord {
     /// Relative to the zone (`app1`), or `@` for the apex.
+    #[schema(example = "app1")]
     pub name: String,
     #[serde(rename = "type")]
     pub rtype: DnsType,
+    /// An address for `A`/`AAAA`, a name for `CNAME`, text for `TXT`.
+    #[schema(example = "192.0.2.10")]
     pub value: String,
+    /// Seconds, at most a week; 30 when absent.
+    #[schema(minimum = 1, maximum = 604_800)]
     pub ttl: Option<u32>,
 }
 
+/// Adds a static DNS record.
+#[utoipa::path(
+    post,
+    path = "/api/v1/dns/records",
+    operation_id = "create_dns_record",
+    tag = "dns",
+    request_body = CreateRecord,
+    responses(
+        (status = 201, description = "The record", body = DnsRecord,
+            headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn create(
     State(ctx): State<ApiContext>,
     ApiJson(req): ApiJson<CreateRecord>,
@@ -46,6 +76,21 @@ pub async fn create(
     Ok(committed(StatusCode::CREATED, index, Some(record)))
 }
 
+/// The static DNS records.
+#[utoipa::path(
+    get,
+    path = "/api/v1/dns/records",
+    operation_id = "list_dns_records",
+    tag = "dns",
+    params(ReadQuery),
+    responses(
+        (status = 200, description = "The records", body = Items<DnsRecord>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
@@ -55,9 +100,25 @@ pub async fn list(
     }))
 }
 
+/// Removes a static DNS record.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/dns/records/{id}",
+    operation_id = "delete_dns_record",
+    tag = "dns",
+    params(("id" = String, Path, description = "The record's id")),
+    responses(
+        (status = 204, description = "Removed", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn remove(
     State(ctx): State<ApiContext>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let index = ctx.write(Command::DeleteDnsRecord { id }).await?;
     Ok(committed::<()>(StatusCode::NO_CONTENT, index, None))

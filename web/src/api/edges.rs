@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -12,22 +12,34 @@ use kokoa_raft::Command;
 use kokoa_store::validate::normalize_ip;
 use kokoa_store::{EdgeNode, Role, Subject};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{committed, new_id, Items};
 use crate::auth::{authenticate, new_token, unix_now, TokenSpec};
-use crate::extract::{ApiJson, ReadMode};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, ReadMode, ReadQuery};
+use crate::openapi::{
+    BadRequest, Conflict, EdgeConfigDoc, Forbidden, NotFound, PayloadTooLarge, PullParams,
+    Unauthorized, Unavailable, UnsupportedMediaType,
+};
 use crate::pull::{edge_config, is_stale, no_change, wait_for_change, PullQuery, Pulled};
 use crate::seen::last_seen;
 use crate::{ApiContext, ApiError};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterEdge {
+    /// Lowercase letters, digits, `-` and `_`, at most 63.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", example = "edge-1")]
     pub name: String,
+    /// The edge's public IPv4 or IPv6 address.
+    #[schema(example = "192.0.2.1")]
     pub public_ip: String,
-    /// Base64 WireGuard public key; the private key stays on the edge.
+    /// Base64 WireGuard public key (32 bytes); the private key stays on the edge.
+    #[schema(pattern = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")]
     pub wg_public_key: String,
+    /// UDP port of the edge's WireGuard endpoint.
     #[serde(default = "default_wg_port")]
+    #[schema(default = 51820, minimum = 1, maximum = 65535)]
     pub wg_port: u16,
 }
 
@@ -36,7 +48,7 @@ fn default_wg_port() -> u16 {
 }
 
 /// The answer to a registration: the edge and its persistent token (shown once).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Registered<T> {
     #[serde(flatten)]
     pub record: T,
@@ -49,6 +61,24 @@ pub(crate) fn bearer_of(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// `POST /api/v1/edge-nodes/register` with a bootstrap edge token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/edge-nodes/register",
+    operation_id = "register_edge",
+    tag = "edge-nodes",
+    request_body = RegisterEdge,
+    responses(
+        (status = 201, description = "The edge and its own token (shown once)", body = Registered<EdgeNode>,
+            headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn register(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -104,7 +134,7 @@ pub async fn register(
 }
 
 /// An edge as admins see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EdgeView {
     #[serde(flatten)]
     pub edge: EdgeNode,
@@ -114,6 +144,21 @@ pub struct EdgeView {
     pub health: &'static str,
 }
 
+/// The edges, with when they last pulled and their health.
+#[utoipa::path(
+    get,
+    path = "/api/v1/edge-nodes",
+    operation_id = "list_edges",
+    tag = "edge-nodes",
+    params(ReadQuery),
+    responses(
+        (status = 200, description = "The edges, with when they were last seen", body = Items<EdgeView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
@@ -133,19 +178,52 @@ pub async fn list(
     Ok(Json(Items { items }))
 }
 
+/// Removes an edge; its token stops working.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/edge-nodes/{id}",
+    operation_id = "delete_edge",
+    tag = "edge-nodes",
+    params(("id" = String, Path, description = "The edge's id")),
+    responses(
+        (status = 204, description = "Removed", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn remove(
     State(ctx): State<ApiContext>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let index = ctx.write(Command::DeleteEdgeNode { id }).await?;
     Ok(committed::<()>(StatusCode::NO_CONTENT, index, None))
 }
 
 /// `GET /api/v1/edge-nodes/me/config` with the edge's own token.
+#[utoipa::path(
+    get,
+    path = "/api/v1/edge-nodes/me/config",
+    operation_id = "pull_edge_config",
+    tag = "edge-nodes",
+    params(PullParams),
+    responses(
+        (status = 200, description = "The config", body = EdgeConfigDoc),
+        (status = 304, description = "No change within `wait`",
+            headers(("x-kokoa-version" = u64, description = "This replica's state version"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn my_config(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
-    Query(q): Query<PullQuery>,
+    ApiQuery(q): ApiQuery<PullQuery>,
 ) -> Result<Response, ApiError> {
     let token = authenticate(&ctx, bearer_of(&headers), Role::Edge).await?;
     let Some(Subject::Edge(edge_id)) = token.subject else {

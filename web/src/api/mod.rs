@@ -48,7 +48,7 @@ pub(crate) fn committed<T: Serialize>(status: StatusCode, index: u64, body: Opti
 }
 
 /// A list answer: `{"items": [...]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Items<T> {
     pub items: Vec<T>,
 }

@@ -1,26 +1,54 @@
 //! `/api/v1/origins`: where services run.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use kokoa_raft::Command;
 use kokoa_store::{Origin, OriginKind};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::{committed, new_id, Items};
 use crate::auth::unix_now;
-use crate::extract::{ApiJson, ReadMode};
+use crate::extract::{ApiJson, ApiPath, ReadMode, ReadQuery};
+use crate::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+    UnsupportedMediaType,
+};
 use crate::{ApiContext, ApiError};
 
-#[derive(Debug, Deserialize)]
+/// An origin to create.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrigin {
+    /// Lowercase letters, digits, `-` and `_`, at most 63.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", example = "home")]
     pub name: String,
+    /// `tunnel` (the default) or `direct`.
     #[serde(default)]
     pub kind: OriginKind,
 }
 
+/// Creates an origin; a tunnel origin gets a /24 of the tunnel pool (`subnet`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/origins",
+    operation_id = "create_origin",
+    tag = "origins",
+    request_body = CreateOrigin,
+    responses(
+        (status = 201, description = "The origin", body = Origin,
+            headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn create(
     State(ctx): State<ApiContext>,
     ApiJson(req): ApiJson<CreateOrigin>,
@@ -42,6 +70,21 @@ pub async fn create(
     Ok(committed(StatusCode::CREATED, index, Some(created)))
 }
 
+/// The origins, sorted by name.
+#[utoipa::path(
+    get,
+    path = "/api/v1/origins",
+    operation_id = "list_origins",
+    tag = "origins",
+    params(ReadQuery),
+    responses(
+        (status = 200, description = "The origins", body = Items<Origin>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
@@ -60,17 +103,52 @@ async fn find(ctx: &ApiContext, mode: ReadMode, key: String) -> Result<Origin, A
     .ok_or_else(|| ApiError::not_found("origin"))
 }
 
+/// One origin, by id or name.
+#[utoipa::path(
+    get,
+    path = "/api/v1/origins/{id}",
+    operation_id = "get_origin",
+    tag = "origins",
+    params(("id" = String, Path, description = "The origin's id or name"), ReadQuery),
+    responses(
+        (status = 200, description = "The origin", body = Origin),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get_one(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Json<Origin>, ApiError> {
     Ok(Json(find(&ctx, mode, key).await?))
 }
 
+/// Deletes an origin (by id or name) with its agents and the tokens bound to it; refused while
+/// routes use it.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/origins/{id}",
+    operation_id = "delete_origin",
+    tag = "origins",
+    params(("id" = String, Path, description = "The origin's id or name")),
+    responses(
+        (status = 204, description = "Deleted",
+            headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn remove(
     State(ctx): State<ApiContext>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let origin = find(&ctx, ReadMode::default(), key).await?;
     let index = ctx.write(Command::DeleteOrigin { id: origin.id }).await?;

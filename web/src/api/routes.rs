@@ -1,6 +1,6 @@
 //! `/api/v1/routes`: public hostnames and where they lead.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -8,20 +8,49 @@ use kokoa_raft::Command;
 use kokoa_store::validate::{normalize_hostname, normalize_target, validate_id};
 use kokoa_store::Route;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::{committed, new_id, Items};
 use crate::auth::unix_now;
-use crate::extract::{ApiJson, ReadMode};
+use crate::extract::{ApiJson, ApiPath, ReadMode, ReadQuery};
+use crate::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+    UnsupportedMediaType,
+};
 use crate::{ApiContext, ApiError};
 
-#[derive(Debug, Deserialize)]
+/// A route to create.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoute {
+    /// A public hostname, optionally `*.` wildcard; stored normalised (lowercase, IDNA).
+    #[schema(example = "app.example.com")]
     pub hostname: String,
     pub origin_id: String,
+    /// `HOST:PORT` at the origin.
+    #[schema(example = "127.0.0.1:8080")]
     pub target: String,
 }
 
+/// Publishes a hostname from an origin's target.
+#[utoipa::path(
+    post,
+    path = "/api/v1/routes",
+    operation_id = "create_route",
+    tag = "routes",
+    request_body = CreateRoute,
+    responses(
+        (status = 201, description = "The route", body = Route,
+            headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn create(
     State(ctx): State<ApiContext>,
     ApiJson(req): ApiJson<CreateRoute>,
@@ -43,6 +72,21 @@ pub async fn create(
     Ok(committed(StatusCode::CREATED, index, Some(route)))
 }
 
+/// The routes, sorted by hostname.
+#[utoipa::path(
+    get,
+    path = "/api/v1/routes",
+    operation_id = "list_routes",
+    tag = "routes",
+    params(ReadQuery),
+    responses(
+        (status = 200, description = "The routes", body = Items<Route>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
@@ -64,17 +108,49 @@ async fn find(ctx: &ApiContext, mode: ReadMode, key: String) -> Result<Route, Ap
     .ok_or_else(|| ApiError::not_found("route"))
 }
 
+/// One route, by id or hostname.
+#[utoipa::path(
+    get,
+    path = "/api/v1/routes/{id}",
+    operation_id = "get_route",
+    tag = "routes",
+    params(("id" = String, Path, description = "The route's id or hostname"), ReadQuery),
+    responses(
+        (status = 200, description = "The route", body = Route),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get_one(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Json<Route>, ApiError> {
     Ok(Json(find(&ctx, mode, key).await?))
 }
 
+/// Deletes a route, by id or hostname.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/routes/{id}",
+    operation_id = "delete_route",
+    tag = "routes",
+    params(("id" = String, Path, description = "The route's id or hostname")),
+    responses(
+        (status = 204, description = "Deleted", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn remove(
     State(ctx): State<ApiContext>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let route = find(&ctx, ReadMode::default(), key).await?;
     let index = ctx.write(Command::DeleteRoute { id: route.id }).await?;

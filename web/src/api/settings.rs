@@ -9,9 +9,28 @@ use kokoa_store::validate::validate_pools;
 use kokoa_store::Settings;
 
 use super::committed;
-use crate::extract::{ApiJson, ReadMode};
+use crate::extract::{ApiJson, ReadMode, ReadQuery};
+use crate::openapi::{
+    BadRequest, Conflict, Forbidden, PayloadTooLarge, Unauthorized, Unavailable,
+    UnsupportedMediaType,
+};
 use crate::{ApiContext, ApiError};
 
+/// The settings.
+#[utoipa::path(
+    get,
+    path = "/api/v1/settings",
+    operation_id = "get_settings",
+    tag = "settings",
+    params(ReadQuery),
+    responses(
+        (status = 200, description = "The settings", body = Settings),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
@@ -20,6 +39,24 @@ pub async fn get(
 }
 
 /// Replaces the settings. New pools apply to origins and edges created afterwards.
+#[utoipa::path(
+    put,
+    path = "/api/v1/settings",
+    operation_id = "put_settings",
+    tag = "settings",
+    request_body = Settings,
+    responses(
+        (status = 200, description = "The new settings", body = Settings,
+            headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn put(
     State(ctx): State<ApiContext>,
     ApiJson(settings): ApiJson<Settings>,

@@ -1,33 +1,43 @@
 //! `/api/v1/tokens`: scoped bearer tokens, shown once, stored hashed.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use kokoa_raft::Command;
 use kokoa_store::{Role, Subject, Token};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{committed, Items};
 use crate::auth::{new_token, unix_now, TokenSpec};
-use crate::extract::{ApiJson, ReadMode};
+use crate::extract::{ApiJson, ApiPath, ReadMode, ReadQuery};
+use crate::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+    UnsupportedMediaType,
+};
 use crate::{ApiContext, ApiError};
 
 /// Longest token lifetime accepted: ten years.
 const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 
-#[derive(Debug, Deserialize)]
+/// A token to make.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub role: Role,
+    /// Lifetime in seconds, 1 to ten years; none: no expiry.
+    #[schema(minimum = 1, maximum = 315_360_000)]
     pub ttl_secs: Option<u64>,
+    /// How many times it may be used; none: no limit.
+    #[schema(minimum = 1)]
     pub max_uses: Option<u32>,
     /// The origin an agent token registers agents for (required for `agent`, refused otherwise).
     pub origin_id: Option<String>,
 }
 
 /// A token as listed: everything but the hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenView {
     pub id: String,
     pub role: Role,
@@ -55,13 +65,32 @@ impl From<Token> for TokenView {
 }
 
 /// The answer to a create: the only time the token itself is shown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedToken {
     #[serde(flatten)]
     pub view: TokenView,
     pub token: String,
 }
 
+/// Makes a token; the answer is the only time its secret is shown.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    operation_id = "create_token",
+    tag = "tokens",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "The token, with its secret", body = CreatedToken,
+            headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn create(
     State(ctx): State<ApiContext>,
     ApiJson(req): ApiJson<CreateToken>,
@@ -121,6 +150,21 @@ pub async fn create(
     Ok(committed(StatusCode::CREATED, index, Some(body)))
 }
 
+/// The tokens, without secrets or hashes.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    operation_id = "list_tokens",
+    tag = "tokens",
+    params(ReadQuery),
+    responses(
+        (status = 200, description = "The tokens", body = Items<TokenView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
@@ -131,9 +175,26 @@ pub async fn list(
     }))
 }
 
+/// Revokes a token: it stops working at once.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    operation_id = "revoke_token",
+    tag = "tokens",
+    params(("id" = String, Path, description = "The token's id")),
+    responses(
+        (status = 204, description = "Revoked", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn revoke(
     State(ctx): State<ApiContext>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let index = ctx.write(Command::RevokeToken { id }).await?;
     Ok(committed::<()>(StatusCode::NO_CONTENT, index, None))
