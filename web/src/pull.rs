@@ -76,6 +76,30 @@ pub async fn wait_for_change(ctx: &ApiContext, q: &PullQuery) -> Result<bool, Ap
     }
 }
 
+/// Builds one edge's or agent's config (with the version it was read at) from a consistent
+/// read, or `None` when the record is gone.
+pub type ConfigBuilder<T> = fn(&StateReader, &str) -> Result<Option<(u64, T)>, StoreError>;
+
+/// Serves one pull by edge or agent `id`: notes it as seen (in memory), waits as the long-poll
+/// rules say, then answers `build(state, id)` (404 `what` when the record is gone).
+pub async fn serve_pull<T: Serialize + Send + 'static>(
+    ctx: &ApiContext,
+    q: &PullQuery,
+    id: String,
+    what: &'static str,
+    build: ConfigBuilder<T>,
+) -> Result<Response, ApiError> {
+    ctx.seen.saw(&id, crate::auth::unix_now());
+    if !wait_for_change(ctx, q).await? {
+        return Ok(no_change(ctx));
+    }
+    let (version, config) = ctx
+        .read_local(move |r| build(r, &id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(what))?;
+    Ok(Pulled::new(version, config, is_stale(ctx))?.into_response())
+}
+
 /// The 304 answer of a long-poll that saw no change.
 pub fn no_change(ctx: &ApiContext) -> Response {
     let version = ctx.node.position().borrow().version;

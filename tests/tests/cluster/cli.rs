@@ -170,3 +170,160 @@ async fn cli_errors_are_one_line_and_exit_non_zero() {
     // Nothing was changed by the rejected commands.
     assert!(route_hostnames(&cluster.client(0), false).await.is_empty());
 }
+
+/// Runs `kokoa ARGS` and expects exit code 1 with one line on stderr containing `expect`.
+async fn fails(server: &str, token: &str, args: &[&str], expect: &str) {
+    let output = kokoa(server, token, args).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "kokoa {args:?} (stderr: {stderr})"
+    );
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "kokoa {args:?} stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(expect),
+        "kokoa {args:?}: {stderr:?} lacks {expect:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_manages_tokens_dns_records_and_edges() {
+    let cluster = Cluster::start_single().await;
+    let server = cluster.replica(0).api_url();
+    let token = cluster.admin_token().to_string();
+    let json = |args: &[&str], output: &Output| -> Value {
+        serde_json::from_str(&ok(args, output))
+            .unwrap_or_else(|e| panic!("kokoa {args:?}: not JSON: {e}"))
+    };
+
+    ok(
+        &["origin", "add", "home"],
+        &kokoa(&server, &token, &["origin", "add", "home"]).await,
+    );
+    let args = [
+        "token", "create", "--role", "agent", "--origin", "home", "--json",
+    ];
+    let agent_token = json(&args, &kokoa(&server, &token, &args).await);
+    assert!(
+        agent_token["token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("kokoa.")),
+        "{agent_token}"
+    );
+    assert!(
+        agent_token["subject"]["origin"].is_string(),
+        "{agent_token}"
+    );
+    fails(
+        &server,
+        &token,
+        &["token", "create", "--role", "agent"],
+        "origin_required",
+    )
+    .await;
+    fails(
+        &server,
+        &token,
+        &["token", "create", "--role", "edge", "--origin", "home"],
+        "origin_not_allowed",
+    )
+    .await;
+    fails(
+        &server,
+        &token,
+        &["token", "create", "--role", "agent", "--origin", "nope"],
+        "origin",
+    )
+    .await;
+    let listed = ok(
+        &["token", "ls"],
+        &kokoa(&server, &token, &["token", "ls"]).await,
+    );
+    assert!(
+        listed.contains("BOUND_TO") && listed.contains("origin o_"),
+        "{listed}"
+    );
+
+    // DNS records: the seeds' shorthand, a typed record, listing and removal, and bad input.
+    let args = ["dns", "add", "--name", "App1", "--ip", "1.2.3.4", "--json"];
+    let a = json(&args, &kokoa(&server, &token, &args).await);
+    assert_eq!(
+        (a["name"].as_str(), a["type"].as_str(), a["ttl"].as_u64()),
+        (Some("app1"), Some("A"), Some(30))
+    );
+    let args = ["dns", "add", "--name", "v6", "--ip", "2001:db8::1"];
+    ok(&args, &kokoa(&server, &token, &args).await);
+    let args = [
+        "dns",
+        "add",
+        "--name",
+        "_acme-challenge",
+        "--type",
+        "txt",
+        "--value",
+        "abc",
+        "--ttl",
+        "60",
+    ];
+    ok(&args, &kokoa(&server, &token, &args).await);
+    fails(
+        &server,
+        &token,
+        &["dns", "add", "--name", "x", "--ip", "1.2.3.4", "--ttl", "0"],
+        "invalid_dns_record",
+    )
+    .await;
+    fails(
+        &server,
+        &token,
+        &["dns", "add", "--name", "bad name", "--ip", "1.2.3.4"],
+        "invalid_dns_record",
+    )
+    .await;
+    fails(&server, &token, &["dns", "add", "--name", "x"], "--ip").await;
+    let listed = ok(
+        &["dns", "ls"],
+        &kokoa(&server, &token, &["dns", "ls"]).await,
+    );
+    for want in ["app1", "1.2.3.4", "AAAA", "2001:db8::1", "TXT", "abc"] {
+        assert!(listed.contains(want), "dns ls lacks {want}:\n{listed}");
+    }
+    let id = a["id"].as_str().expect("record id");
+    ok(
+        &["dns", "rm", id],
+        &kokoa(&server, &token, &["dns", "rm", id]).await,
+    );
+    let listed = ok(
+        &["dns", "ls"],
+        &kokoa(&server, &token, &["dns", "ls"]).await,
+    );
+    assert!(
+        !listed.contains("1.2.3.4"),
+        "removed record still listed:\n{listed}"
+    );
+    fails(&server, &token, &["dns", "rm", id], "not_found").await;
+
+    // Edges: listed once registered, removed by id.
+    let edge = crate::fleet::new_edge(&cluster, 0, "edge-cli").await;
+    let listed = ok(
+        &["edge-node", "ls"],
+        &kokoa(&server, &token, &["edge-node", "ls"]).await,
+    );
+    assert!(
+        listed.contains("edge-cli") && listed.contains(&edge.id),
+        "{listed}"
+    );
+    let rm = ["edge-node", "rm", edge.id.as_str()];
+    ok(&rm, &kokoa(&server, &token, &rm).await);
+    let listed = ok(
+        &["edge-node", "ls"],
+        &kokoa(&server, &token, &["edge-node", "ls"]).await,
+    );
+    assert!(!listed.contains("edge-cli"), "{listed}");
+    fails(&server, &token, &rm, "not_found").await;
+}

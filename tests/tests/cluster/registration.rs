@@ -469,3 +469,22 @@ async fn agents_register_for_the_origin_of_their_token() {
         );
     }
 }
+
+/// Registration checks the token before the body: a caller without a valid token gets 401,
+/// never a description of the body the endpoint expects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_without_a_token_says_nothing_about_the_body() {
+    let cluster = kokoa_tests::Cluster::start_single().await;
+    let anonymous = cluster.client_with_token(0, None);
+    let stranger = cluster.client_with_token(0, Some("kokoa.000000000000.1111"));
+    for path in ["/api/v1/edge-nodes/register", "/api/v1/agents/register"] {
+        for api in [&anonymous, &stranger] {
+            let r = api
+                .post_json(path, &serde_json::json!({"bogus": true}))
+                .await
+                .expect("request");
+            assert_eq!(r.status.as_u16(), 401, "{path}: {}", r.json);
+            assert_eq!(r.error_code(), Some("unauthorized"), "{path}: {}", r.json);
+        }
+    }
+}

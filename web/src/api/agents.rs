@@ -20,7 +20,7 @@ use crate::openapi::{
     AgentConfigDoc, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PullParams,
     Unauthorized, Unavailable, UnsupportedMediaType,
 };
-use crate::pull::{agent_config, is_stale, no_change, wait_for_change, PullQuery, Pulled};
+use crate::pull::{agent_config, serve_pull, PullQuery};
 use crate::seen::last_seen;
 use crate::{ApiContext, ApiError};
 
@@ -57,9 +57,11 @@ pub struct RegisterAgent {
 pub async fn register(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
-    ApiJson(req): ApiJson<RegisterAgent>,
+    body: Result<ApiJson<RegisterAgent>, ApiError>,
 ) -> Result<Response, ApiError> {
     let bootstrap = authenticate(&ctx, bearer_of(&headers), Role::Agent).await?;
+    // The token first: a caller without one learns nothing about the body we expect.
+    let ApiJson(req) = body?;
     let Some(Subject::Origin(origin_id)) = bootstrap.subject.clone() else {
         return Err(ApiError::forbidden(
             "this is an agent's own token; register with an agent token made for an origin",
@@ -195,13 +197,5 @@ pub async fn my_config(
             "a registration token cannot pull config; register first",
         ));
     };
-    ctx.seen.saw(&agent_id, unix_now());
-    if !wait_for_change(&ctx, &q).await? {
-        return Ok(no_change(&ctx));
-    }
-    let (version, config) = ctx
-        .read_local(move |r| agent_config(r, &agent_id))
-        .await?
-        .ok_or_else(|| ApiError::not_found("agent"))?;
-    Ok(Pulled::new(version, config, is_stale(&ctx))?.into_response())
+    serve_pull(&ctx, &q, agent_id, "agent", agent_config).await
 }

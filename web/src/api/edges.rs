@@ -21,7 +21,7 @@ use crate::openapi::{
     BadRequest, Conflict, EdgeConfigDoc, Forbidden, NotFound, PayloadTooLarge, PullParams,
     Unauthorized, Unavailable, UnsupportedMediaType,
 };
-use crate::pull::{edge_config, is_stale, no_change, wait_for_change, PullQuery, Pulled};
+use crate::pull::{edge_config, serve_pull, PullQuery};
 use crate::seen::last_seen;
 use crate::{ApiContext, ApiError};
 
@@ -82,9 +82,11 @@ pub(crate) fn bearer_of(headers: &HeaderMap) -> Option<&str> {
 pub async fn register(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
-    ApiJson(req): ApiJson<RegisterEdge>,
+    body: Result<ApiJson<RegisterEdge>, ApiError>,
 ) -> Result<Response, ApiError> {
     let bootstrap = authenticate(&ctx, bearer_of(&headers), Role::Edge).await?;
+    // The token first: a caller without one learns nothing about the body we expect.
+    let ApiJson(req) = body?;
     if bootstrap.subject.is_some() {
         return Err(ApiError::forbidden(
             "this is an edge's own token; register with a bootstrap edge token",
@@ -231,13 +233,5 @@ pub async fn my_config(
             "a bootstrap token cannot pull config; register first",
         ));
     };
-    ctx.seen.saw(&edge_id, unix_now());
-    if !wait_for_change(&ctx, &q).await? {
-        return Ok(no_change(&ctx));
-    }
-    let (version, config) = ctx
-        .read_local(move |r| edge_config(r, &edge_id))
-        .await?
-        .ok_or_else(|| ApiError::not_found("edge"))?;
-    Ok(Pulled::new(version, config, is_stale(&ctx))?.into_response())
+    serve_pull(&ctx, &q, edge_id, "edge", edge_config).await
 }
