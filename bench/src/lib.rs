@@ -1,6 +1,14 @@
-//! `cp-bench`: Kokoa's control plane against etcd 3.4, on the same machine, in the same run.
+//! Kokoa's control-plane benchmarks, two programs sharing this library:
 //!
-//! It owns: starting a 3-replica Kokoa cluster (through the `kokoa-tests` harness) and a
+//! * `cp-bench`: Kokoa's control plane against etcd 3.4, on the same machine, in the same run
+//!   (this module's [`run`]).
+//! * `pull-bench`: one Kokoa replica holding 10,000 concurrent config long-polls: its memory and
+//!   CPU while they wait, and how fast one committed write wakes them all ([`pull`]).
+//!
+//! Shared by both: the `kokoa-tests` process harness, `/proc` readings ([`host`]), percentiles
+//! ([`stats`]), progress lines ([`note!`]) and signal handling ([`shutdown_signal`]).
+//!
+//! `cp-bench` owns: starting a 3-replica Kokoa cluster (through the `kokoa-tests` harness) and a
 //! 3-member etcd cluster ([`etcd`]) on loopback with data on disk and fsync on; one closed-loop
 //! write load driver used for both ([`load`], over [`write::WriteTarget`]); leader failover
 //! rounds for both ([`failover`], over [`system::Replicated`]); and the report ([`report`]):
@@ -21,6 +29,7 @@ pub mod failover;
 pub mod host;
 pub mod kokoa;
 pub mod load;
+pub mod pull;
 pub mod report;
 pub mod stats;
 pub mod system;
@@ -71,7 +80,8 @@ pub async fn run_until_signal(args: Args) -> anyhow::Result<Report> {
     }
 }
 
-async fn shutdown_signal() -> &'static str {
+/// Waits for SIGINT or SIGTERM; names the one that came.
+pub async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => tokio::select! {

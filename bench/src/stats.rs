@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// The `p`-th percentile (0 < p ≤ 100, nearest rank) of `sorted` (ascending); `None` if empty.
-pub fn percentile(sorted: &[u32], p: f64) -> Option<u32> {
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
     if sorted.is_empty() {
         return None;
     }
@@ -52,7 +52,8 @@ mod tests {
         assert_eq!(percentile(&v, 99.0), Some(99));
         assert_eq!(percentile(&v, 100.0), Some(100));
         assert_eq!(percentile(&[7], 99.0), Some(7));
-        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile::<u32>(&[], 50.0), None);
+        assert_eq!(percentile(&[-3i64, 1, 2], 50.0), Some(1));
     }
 
     #[test]
