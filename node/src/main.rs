@@ -14,10 +14,16 @@ use tokio_util::sync::CancellationToken;
 
 use cli::{Cli, Command};
 
+/// Most threads for blocking work (redb reads and writes).
+const MAX_BLOCKING_THREADS: usize = 64;
+
 fn main() {
     let cli = Cli::parse();
+    // redb work is short; a bounded blocking pool keeps a burst of thousands of woken pulls
+    // from growing hundreds of threads.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(rt) => rt,

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod metrics;
 pub mod openapi;
 pub mod pull;
+pub mod pull_cache;
 pub mod seen;
 pub mod token_cache;
 pub mod ui;
@@ -48,6 +49,8 @@ pub struct ApiContext {
     pub seen: Arc<seen::SeenRegistry>,
     /// What `GET /metrics` reports beyond the raft status.
     pub metrics: Arc<metrics::Metrics>,
+    /// Pull answers already built, per edge or agent.
+    pub pulls: Arc<pull_cache::PullCache>,
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -68,6 +71,7 @@ impl ApiContext {
             tokens: Default::default(),
             seen: Default::default(),
             metrics: Default::default(),
+            pulls: Default::default(),
         }
     }
 

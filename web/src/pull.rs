@@ -10,6 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,6 +20,7 @@ use kokoa_store::{OriginKind, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::pull_cache::Built;
 use crate::{ApiContext, ApiError};
 
 /// Longest `wait` accepted.
@@ -93,11 +96,35 @@ pub async fn serve_pull<T: Serialize + Send + 'static>(
     if !wait_for_change(ctx, q).await? {
         return Ok(no_change(ctx));
     }
+    let stale = is_stale(ctx);
+    let slot = ctx.pulls.slot(&id);
+    // Single flight: the other pulls of this id wait here for the one that builds.
+    let mut built = slot.lock().await;
+    let current = ctx.node.position().borrow().version;
+    let fresh = built
+        .as_ref()
+        .filter(|b| b.version >= current && b.stale == stale);
+    if let Some(b) = fresh {
+        return Ok(json_bytes(b.body.clone()));
+    }
     let (version, config) = ctx
         .read_local(move |r| build(r, &id))
         .await?
         .ok_or_else(|| ApiError::not_found(what))?;
-    Ok(Pulled::new(version, config, is_stale(ctx))?.into_response())
+    let body = serde_json::to_vec(&Pulled::new(version, config, stale)?)
+        .map_err(|e| StoreError::Codec(e.to_string()))?;
+    let body = Bytes::from(body);
+    *built = Some(Built {
+        version,
+        stale,
+        body: body.clone(),
+    });
+    Ok(json_bytes(body))
+}
+
+/// A JSON answer from bytes already serialised.
+fn json_bytes(body: Bytes) -> Response {
+    ([(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The 304 answer of a long-poll that saw no change.
