@@ -213,10 +213,10 @@ fn with_article(role: Role) -> String {
 /// Looks a token up: from the cache when no token changed since it was read, else from the
 /// local state (and, if absent there, once more after a read barrier: a token made a moment
 /// ago may not have reached this replica yet).
-async fn find_token(ctx: &ApiContext, id: &str) -> Result<Token, ApiError> {
+pub(crate) async fn lookup_token(ctx: &ApiContext, id: &str) -> Result<Option<Token>, ApiError> {
     let epoch = ctx.node.position().borrow().auth_epoch;
     if let Some(token) = ctx.tokens.get(id, epoch) {
-        return Ok(token);
+        return Ok(Some(token));
     }
     let lookup = |id: String| ctx.read_local(move |r| r.token(&id));
     let mut token = lookup(id.to_string()).await?;
@@ -224,9 +224,17 @@ async fn find_token(ctx: &ApiContext, id: &str) -> Result<Token, ApiError> {
         ctx.node.read_barrier().await?;
         token = lookup(id.to_string()).await?;
     }
-    let token = token.ok_or_else(|| ApiError::unauthorized("unknown token"))?;
-    ctx.tokens.put(token.clone(), epoch);
+    if let Some(token) = &token {
+        ctx.tokens.put(token.clone(), epoch);
+    }
     Ok(token)
+}
+
+/// [`lookup_token`], with an unknown token as a 401.
+async fn find_token(ctx: &ApiContext, id: &str) -> Result<Token, ApiError> {
+    lookup_token(ctx, id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown token"))
 }
 
 /// Middleware: the request needs an admin token.

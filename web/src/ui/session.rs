@@ -15,7 +15,7 @@ use axum::http::HeaderMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use kokoa_store::{Role, Token};
+use kokoa_store::Role;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -224,32 +224,12 @@ pub async fn current(ctx: &ApiContext, headers: &HeaderMap) -> Result<SessionSta
     let Some(session) = Session::parse(&ctx.cluster_secret, value, now) else {
         return Ok(SessionState::Ended);
     };
-    match admin_token(ctx, &session.token_id).await? {
+    match crate::auth::lookup_token(ctx, &session.token_id).await? {
         Some(token) if token.role == Role::Admin && token.usable_at(now).is_ok() => {
             Ok(SessionState::Active(session))
         }
         _ => Ok(SessionState::Ended),
     }
-}
-
-/// Looks a token up by id the way bearer authentication does: from the shared token cache
-/// while no token changed, else from the local state, and once more after a read barrier when
-/// it is not there yet (a token made a moment ago through another replica).
-async fn admin_token(ctx: &ApiContext, id: &str) -> Result<Option<Token>, ApiError> {
-    let epoch = ctx.node.position().borrow().auth_epoch;
-    if let Some(token) = ctx.tokens.get(id, epoch) {
-        return Ok(Some(token));
-    }
-    let lookup = |id: String| ctx.read_local(move |r| r.token(&id));
-    let mut token = lookup(id.to_string()).await?;
-    if token.is_none() {
-        ctx.node.read_barrier().await?;
-        token = lookup(id.to_string()).await?;
-    }
-    if let Some(token) = &token {
-        ctx.tokens.put(token.clone(), epoch);
-    }
-    Ok(token)
 }
 
 /// A message shown once on the next page, after a redirect.
