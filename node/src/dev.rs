@@ -119,6 +119,11 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
                 );
             }
             println!();
+            println!(
+                "Web UI: open {} and sign in with the admin token below.",
+                api(0)
+            );
+            println!();
             println!("Use it from another terminal:");
             println!("  export KOKOA_SERVER={} KOKOA_TOKEN={admin_token}", api(0));
             println!("  kokoa cluster status");
