@@ -16,10 +16,7 @@ use super::edges::{bearer_of, Registered};
 use super::{committed, new_id, Items};
 use crate::auth::{authenticate, new_token, unix_now, TokenSpec};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, ReadMode, ReadQuery};
-use crate::openapi::{
-    AgentConfigDoc, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PullParams,
-    Unauthorized, Unavailable, UnsupportedMediaType,
-};
+use crate::openapi::{AgentConfigDoc, PullParams};
 use crate::pull::{agent_config, serve_pull, PullQuery};
 use crate::seen::last_seen;
 use crate::{ApiContext, ApiError};
@@ -45,13 +42,7 @@ pub struct RegisterAgent {
     responses(
         (status = 201, description = "The agent and its own token (shown once)", body = Registered<Agent>,
             headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 503, response = Unavailable),
+        crate::openapi::WriteErrors,
     )
 )]
 pub async fn register(
@@ -120,10 +111,7 @@ pub struct AgentView {
     params(ReadQuery),
     responses(
         (status = 200, description = "The agents, with when they were last seen", body = Items<AgentView>),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 503, response = Unavailable),
+        crate::openapi::ReadErrors,
     )
 )]
 pub async fn list(
@@ -153,11 +141,7 @@ pub async fn list(
     params(("id" = String, Path, description = "The agent's id")),
     responses(
         (status = 204, description = "Removed", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
+        crate::openapi::RecordErrors,
     )
 )]
 pub async fn remove(
@@ -179,11 +163,7 @@ pub async fn remove(
         (status = 200, description = "The config", body = AgentConfigDoc),
         (status = 304, description = "No change within `wait`",
             headers(("x-kokoa-version" = u64, description = "This replica's state version"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
+        crate::openapi::RecordErrors,
     )
 )]
 pub async fn my_config(

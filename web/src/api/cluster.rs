@@ -17,8 +17,7 @@ use super::committed;
 use crate::auth::{authenticate, unix_now};
 use crate::extract::{ApiJson, ApiPath};
 use crate::openapi::{
-    BadRequest, ClusterStatusDoc, Conflict, Forbidden, PayloadTooLarge, Unauthorized, Unavailable,
-    UnsupportedMediaType,
+    BadRequest, ClusterStatusDoc, Conflict, Forbidden, Unauthorized, Unavailable,
 };
 use crate::{ApiContext, ApiError};
 
@@ -117,13 +116,7 @@ async fn add(ctx: &ApiContext, req: &NodeRequest, node: ReplicaNode) -> Result<R
     responses(
         (status = 200, description = "The replica is a voter", body = NodeAdded,
             headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 503, response = Unavailable),
+        crate::openapi::WriteErrors,
     )
 )]
 pub async fn add_node(
@@ -145,13 +138,7 @@ pub async fn add_node(
     responses(
         (status = 200, description = "The replica is a voter", body = NodeAdded,
             headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 503, response = Unavailable),
+        crate::openapi::WriteErrors,
     )
 )]
 pub async fn join(

@@ -13,10 +13,6 @@ use utoipa::ToSchema;
 use super::{committed, new_id, Items};
 use crate::auth::unix_now;
 use crate::extract::{ApiJson, ApiPath, ReadMode, ReadQuery};
-use crate::openapi::{
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
-    UnsupportedMediaType,
-};
 use crate::{ApiContext, ApiError};
 
 /// TTL of a record made without one.
@@ -49,13 +45,7 @@ pub struct CreateRecord {
     responses(
         (status = 201, description = "The record", body = DnsRecord,
             headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 503, response = Unavailable),
+        crate::openapi::WriteErrors,
     )
 )]
 pub async fn create(
@@ -85,10 +75,7 @@ pub async fn create(
     params(ReadQuery),
     responses(
         (status = 200, description = "The records", body = Items<DnsRecord>),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 503, response = Unavailable),
+        crate::openapi::ReadErrors,
     )
 )]
 pub async fn list(
@@ -109,11 +96,7 @@ pub async fn list(
     params(("id" = String, Path, description = "The record's id")),
     responses(
         (status = 204, description = "Removed", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
+        crate::openapi::RecordErrors,
     )
 )]
 pub async fn remove(

@@ -17,10 +17,7 @@ use utoipa::ToSchema;
 use super::{committed, new_id, Items};
 use crate::auth::{authenticate, new_token, unix_now, TokenSpec};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, ReadMode, ReadQuery};
-use crate::openapi::{
-    BadRequest, Conflict, EdgeConfigDoc, Forbidden, NotFound, PayloadTooLarge, PullParams,
-    Unauthorized, Unavailable, UnsupportedMediaType,
-};
+use crate::openapi::{EdgeConfigDoc, PullParams};
 use crate::pull::{edge_config, serve_pull, PullQuery};
 use crate::seen::last_seen;
 use crate::{ApiContext, ApiError};
@@ -70,13 +67,7 @@ pub(crate) fn bearer_of(headers: &HeaderMap) -> Option<&str> {
     responses(
         (status = 201, description = "The edge and its own token (shown once)", body = Registered<EdgeNode>,
             headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 503, response = Unavailable),
+        crate::openapi::WriteErrors,
     )
 )]
 pub async fn register(
@@ -155,10 +146,7 @@ pub struct EdgeView {
     params(ReadQuery),
     responses(
         (status = 200, description = "The edges, with when they were last seen", body = Items<EdgeView>),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 503, response = Unavailable),
+        crate::openapi::ReadErrors,
     )
 )]
 pub async fn list(
@@ -189,11 +177,7 @@ pub async fn list(
     params(("id" = String, Path, description = "The edge's id")),
     responses(
         (status = 204, description = "Removed", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
+        crate::openapi::RecordErrors,
     )
 )]
 pub async fn remove(
@@ -215,11 +199,7 @@ pub async fn remove(
         (status = 200, description = "The config", body = EdgeConfigDoc),
         (status = 304, description = "No change within `wait`",
             headers(("x-kokoa-version" = u64, description = "This replica's state version"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
+        crate::openapi::RecordErrors,
     )
 )]
 pub async fn my_config(

@@ -12,10 +12,6 @@ use utoipa::ToSchema;
 use super::{committed, new_id, Items};
 use crate::auth::unix_now;
 use crate::extract::{ApiJson, ApiPath, ReadMode, ReadQuery};
-use crate::openapi::{
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
-    UnsupportedMediaType,
-};
 use crate::{ApiContext, ApiError};
 
 /// An origin to create.
@@ -40,13 +36,7 @@ pub struct CreateOrigin {
     responses(
         (status = 201, description = "The origin", body = Origin,
             headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 503, response = Unavailable),
+        crate::openapi::WriteErrors,
     )
 )]
 pub async fn create(
@@ -79,10 +69,7 @@ pub async fn create(
     params(ReadQuery),
     responses(
         (status = 200, description = "The origins", body = Items<Origin>),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 503, response = Unavailable),
+        crate::openapi::ReadErrors,
     )
 )]
 pub async fn list(
@@ -112,11 +99,7 @@ async fn find(ctx: &ApiContext, mode: ReadMode, key: String) -> Result<Origin, A
     params(("id" = String, Path, description = "The origin's id or name"), ReadQuery),
     responses(
         (status = 200, description = "The origin", body = Origin),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
+        crate::openapi::RecordErrors,
     )
 )]
 pub async fn get_one(
@@ -138,12 +121,7 @@ pub async fn get_one(
     responses(
         (status = 204, description = "Deleted",
             headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 503, response = Unavailable),
+        crate::openapi::DeleteErrors,
     )
 )]
 pub async fn remove(

@@ -13,10 +13,6 @@ use utoipa::ToSchema;
 use super::{committed, new_id, Items};
 use crate::auth::unix_now;
 use crate::extract::{ApiJson, ApiPath, ReadMode, ReadQuery};
-use crate::openapi::{
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
-    UnsupportedMediaType,
-};
 use crate::{ApiContext, ApiError};
 
 /// A route to create.
@@ -42,13 +38,7 @@ pub struct CreateRoute {
     responses(
         (status = 201, description = "The route", body = Route,
             headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 503, response = Unavailable),
+        crate::openapi::WriteErrors,
     )
 )]
 pub async fn create(
@@ -81,10 +71,7 @@ pub async fn create(
     params(ReadQuery),
     responses(
         (status = 200, description = "The routes", body = Items<Route>),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 503, response = Unavailable),
+        crate::openapi::ReadErrors,
     )
 )]
 pub async fn list(
@@ -117,11 +104,7 @@ async fn find(ctx: &ApiContext, mode: ReadMode, key: String) -> Result<Route, Ap
     params(("id" = String, Path, description = "The route's id or hostname"), ReadQuery),
     responses(
         (status = 200, description = "The route", body = Route),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
+        crate::openapi::RecordErrors,
     )
 )]
 pub async fn get_one(
@@ -141,11 +124,7 @@ pub async fn get_one(
     params(("id" = String, Path, description = "The route's id or hostname")),
     responses(
         (status = 204, description = "Deleted", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 503, response = Unavailable),
+        crate::openapi::RecordErrors,
     )
 )]
 pub async fn remove(

@@ -10,10 +10,6 @@ use kokoa_store::Settings;
 
 use super::committed;
 use crate::extract::{ApiJson, ReadMode, ReadQuery};
-use crate::openapi::{
-    BadRequest, Conflict, Forbidden, PayloadTooLarge, Unauthorized, Unavailable,
-    UnsupportedMediaType,
-};
 use crate::{ApiContext, ApiError};
 
 /// The settings.
@@ -25,10 +21,7 @@ use crate::{ApiContext, ApiError};
     params(ReadQuery),
     responses(
         (status = 200, description = "The settings", body = Settings),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 503, response = Unavailable),
+        crate::openapi::ReadErrors,
     )
 )]
 pub async fn get(
@@ -48,13 +41,7 @@ pub async fn get(
     responses(
         (status = 200, description = "The new settings", body = Settings,
             headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 503, response = Unavailable),
+        crate::openapi::WriteErrors,
     )
 )]
 pub async fn put(

@@ -7,7 +7,6 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::extract::{ReadMode, ReadQuery};
-use crate::openapi::{BadRequest, Forbidden, Unauthorized, Unavailable};
 use crate::{ApiContext, ApiError};
 
 /// Every record of the replicated state (token hashes included, never secrets).
@@ -38,10 +37,7 @@ pub struct StateDump {
     params(ReadQuery),
     responses(
         (status = 200, description = "The whole state", body = StateDump),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 503, response = Unavailable),
+        crate::openapi::ReadErrors,
     )
 )]
 pub async fn dump(

@@ -12,10 +12,6 @@ use utoipa::ToSchema;
 use super::{committed, Items};
 use crate::auth::{new_token, unix_now, TokenSpec};
 use crate::extract::{ApiJson, ApiPath, ReadMode, ReadQuery};
-use crate::openapi::{
-    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
-    UnsupportedMediaType,
-};
 use crate::{ApiContext, ApiError};
 
 /// Longest token lifetime accepted: ten years.
@@ -82,13 +78,7 @@ pub struct CreatedToken {
     responses(
         (status = 201, description = "The token, with its secret", body = CreatedToken,
             headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 503, response = Unavailable),
+        crate::openapi::WriteErrors,
     )
 )]
 pub async fn create(
@@ -159,10 +149,7 @@ pub async fn create(
     params(ReadQuery),
     responses(
         (status = 200, description = "The tokens", body = Items<TokenView>),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 503, response = Unavailable),
+        crate::openapi::ReadErrors,
     )
 )]
 pub async fn list(
@@ -184,12 +171,7 @@ pub async fn list(
     params(("id" = String, Path, description = "The token's id")),
     responses(
         (status = 204, description = "Revoked", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 503, response = Unavailable),
+        crate::openapi::DeleteErrors,
     )
 )]
 pub async fn revoke(
