@@ -11,13 +11,15 @@ use kokoa_raft::{Command, RaftNode, RaftOptions, ReplicaNode};
 use kokoa_store::{ReplicaInfo, Role};
 use kokoa_web::auth::{new_token, unix_now, PresentedToken, TokenSpec};
 use kokoa_web::ApiContext;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cli::ServerArgs;
 use crate::files::{self, ADMIN_TOKEN, CLUSTER_SECRET};
 
+/// Accept queue length of the listeners (the kernel caps it at net.core.somaxconn).
+const LISTEN_BACKLOG: u32 = 4096;
 /// How long shutdown waits for open connections and tasks before exiting anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// How long a join may take (the new replica catches up first).
@@ -36,11 +38,9 @@ pub async fn run(args: ServerArgs, shutdown: CancellationToken) -> anyhow::Resul
     files::create_private_dir(&args.data_dir)?;
     let secret = cluster_secret(&args)?;
 
-    let api_listener = TcpListener::bind(args.listen)
-        .await
+    let api_listener = listen(args.listen)
         .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
-    let peer_listener = TcpListener::bind(args.peer_listen)
-        .await
+    let peer_listener = listen(args.peer_listen)
         .with_context(|| format!("cannot listen on {} (--peer-listen)", args.peer_listen))?;
     let api_addr = api_listener.local_addr()?;
     let peer_addr = peer_listener.local_addr()?;
@@ -116,6 +116,19 @@ pub async fn run(args: ServerArgs, shutdown: CancellationToken) -> anyhow::Resul
         tracing::warn!("some connections did not close in time");
     }
     outcome
+}
+
+/// Binds a TCP listener with a deep accept queue: thousands of edges and agents reconnecting at
+/// once (after a replica restart) should queue, not be dropped and retried a second later.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves `router` on `listener` until `shutdown`.
