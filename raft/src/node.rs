@@ -224,6 +224,11 @@ impl RaftNode {
         self.inner.state.position()
     }
 
+    /// Follows the local state version (changes only when the state does).
+    pub fn version_watch(&self) -> watch::Receiver<u64> {
+        self.inner.state.version_watch()
+    }
+
     /// Whether this replica belongs to an initialised cluster.
     pub async fn is_initialized(&self) -> Result<bool, RaftNodeError> {
         self.raft()
@@ -353,9 +358,13 @@ impl RaftNode {
     /// last acknowledged it; for a follower, since the leader's last append or heartbeat.
     /// `None` when it never has.
     pub fn leader_contact_age(&self) -> Option<Duration> {
-        let m = self.raft().metrics().borrow().clone();
-        if m.state == ServerState::Leader {
-            return m.millis_since_quorum_ack.map(Duration::from_millis);
+        let (is_leader, quorum_ack) = {
+            let metrics = self.raft().metrics();
+            let m = metrics.borrow();
+            (m.state == ServerState::Leader, m.millis_since_quorum_ack)
+        };
+        if is_leader {
+            return quorum_ack.map(Duration::from_millis);
         }
         let last = *self
             .inner

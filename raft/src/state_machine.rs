@@ -49,6 +49,7 @@ pub struct StateMachine {
     db: Arc<StateDb>,
     membership: Arc<Mutex<StoredMembership>>,
     position: Arc<watch::Sender<AppliedPosition>>,
+    version: Arc<watch::Sender<u64>>,
     snapshot_seq: Arc<AtomicU64>,
     last_flush: Arc<Mutex<Instant>>,
     snapshot_file: SnapshotFile,
@@ -84,6 +85,7 @@ impl StateMachine {
         Ok(StateMachine {
             db: Arc::new(db),
             membership: Arc::new(Mutex::new(membership)),
+            version: Arc::new(watch::channel(position.version).0),
             position: Arc::new(watch::channel(position).0),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             last_flush: Arc::new(Mutex::new(Instant::now())),
@@ -99,6 +101,21 @@ impl StateMachine {
     /// Follows the applied position.
     pub fn position(&self) -> watch::Receiver<AppliedPosition> {
         self.position.subscribe()
+    }
+
+    /// Follows the state version only: it changes when the state does, not on every applied
+    /// entry, so thousands of waiting pulls are not woken for nothing.
+    pub fn version_watch(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    fn publish(&self, position: AppliedPosition) {
+        self.position.send_replace(position);
+        self.version.send_if_modified(|v| {
+            let moved = *v != position.version;
+            *v = position.version;
+            moved
+        });
     }
 
     /// Whether the next apply should be a durable commit, and if so restarts the interval.
@@ -204,7 +221,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         } else {
             self.position.borrow().auth_epoch
         };
-        self.position.send_replace(AppliedPosition {
+        self.publish(AppliedPosition {
             index: last.index,
             version,
             auth_epoch,
@@ -257,7 +274,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .map_err(write_error)?;
         self.set_membership(meta.last_membership.clone());
         let index = meta.last_log_id.map_or(0, |l| l.index);
-        self.position.send_replace(AppliedPosition {
+        self.publish(AppliedPosition {
             index,
             version,
             auth_epoch: index,

@@ -45,13 +45,13 @@ pub async fn wait_for_change(ctx: &ApiContext, q: &PullQuery) -> Result<bool, Ap
         return Ok(true);
     };
     let wait = Duration::from_secs(q.wait).min(MAX_WAIT);
-    let mut rx = ctx.node.position();
+    let mut rx = ctx.node.version_watch();
     let deadline = tokio::time::Instant::now() + wait;
     // Counts this pull in `kokoa_pulls_waiting` from its first wait until it returns or is
     // dropped (the client went away).
     let mut waiting = None;
     loop {
-        let version = rx.borrow_and_update().version;
+        let version = *rx.borrow_and_update();
         if version > after {
             return Ok(true);
         }
@@ -98,14 +98,19 @@ pub async fn serve_pull<T: Serialize + Send + 'static>(
     }
     let stale = is_stale(ctx);
     let slot = ctx.pulls.slot(&id);
-    // Single flight: the other pulls of this id wait here for the one that builds.
-    let mut built = slot.lock().await;
     let current = ctx.node.position().borrow().version;
-    let fresh = built
-        .as_ref()
-        .filter(|b| b.version >= current && b.stale == stale);
-    if let Some(b) = fresh {
-        return Ok(json_bytes(b.body.clone()));
+    let fresh = |b: &Option<Built>| {
+        b.as_ref()
+            .filter(|b| b.version >= current && b.stale == stale)
+            .map(|b| b.body.clone())
+    };
+    if let Some(body) = fresh(&*slot.read().await) {
+        return Ok(json_bytes(body));
+    }
+    // Single flight: the other pulls of this id wait here for the one that builds.
+    let mut built = slot.write().await;
+    if let Some(body) = fresh(&built) {
+        return Ok(json_bytes(body));
     }
     let (version, config) = ctx
         .read_local(move |r| build(r, &id))

@@ -2,9 +2,9 @@
 //! each edge's or agent's config is read, hashed and serialised once and the bytes served to all
 //! of its pulls, until the version (or the `stale` flag) moves.
 //!
-//! One slot per id, behind an async mutex: the first pull to find the slot out of date builds
-//! the answer while the others of that id wait for it (single flight), instead of every pull
-//! doing the same redb read at once.
+//! One slot per id, behind an async read-write lock: pulls check the slot together under the
+//! read lock; the first to find it out of date takes the write lock and builds while the others
+//! of that id wait for it (single flight), instead of every pull doing the same redb read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,7 @@ pub struct Built {
 }
 
 /// The slot of one id.
-pub type Slot = Arc<tokio::sync::Mutex<Option<Built>>>;
+pub type Slot = Arc<tokio::sync::RwLock<Option<Built>>>;
 
 #[derive(Debug, Default)]
 pub struct PullCache {
