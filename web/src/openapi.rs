@@ -256,69 +256,40 @@ pub struct UnsupportedMediaType(pub ErrorBody);
 #[derive(Debug, ToResponse)]
 pub struct Unavailable(pub ErrorBody);
 
-/// The errors of an admin write with a JSON body.
-#[derive(Debug, IntoResponses)]
-pub enum WriteErrors {
-    #[response(status = 400)]
-    BadRequest(#[ref_response] BadRequest),
-    #[response(status = 401)]
-    Unauthorized(#[ref_response] Unauthorized),
-    #[response(status = 403)]
-    Forbidden(#[ref_response] Forbidden),
-    #[response(status = 409)]
-    Conflict(#[ref_response] Conflict),
-    #[response(status = 413)]
-    PayloadTooLarge(#[ref_response] PayloadTooLarge),
-    #[response(status = 415)]
-    UnsupportedMediaType(#[ref_response] UnsupportedMediaType),
-    #[response(status = 503)]
-    Unavailable(#[ref_response] Unavailable),
+/// Declares a set of error responses (an [`IntoResponses`] enum) from `status => Response`
+/// pairs, so each endpoint lists one set instead of the same lines again.
+macro_rules! error_set {
+    ($(#[$doc:meta])* $name:ident { $($status:literal => $response:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, IntoResponses)]
+        pub enum $name {
+            $(
+                #[response(status = $status)]
+                $response(#[ref_response] $response),
+            )+
+        }
+    };
 }
 
-/// The errors of removing a record that others may still use.
-#[derive(Debug, IntoResponses)]
-pub enum DeleteErrors {
-    #[response(status = 400)]
-    BadRequest(#[ref_response] BadRequest),
-    #[response(status = 401)]
-    Unauthorized(#[ref_response] Unauthorized),
-    #[response(status = 403)]
-    Forbidden(#[ref_response] Forbidden),
-    #[response(status = 404)]
-    NotFound(#[ref_response] NotFound),
-    #[response(status = 409)]
-    Conflict(#[ref_response] Conflict),
-    #[response(status = 503)]
-    Unavailable(#[ref_response] Unavailable),
-}
-
-/// The errors of reading or removing one record.
-#[derive(Debug, IntoResponses)]
-pub enum RecordErrors {
-    #[response(status = 400)]
-    BadRequest(#[ref_response] BadRequest),
-    #[response(status = 401)]
-    Unauthorized(#[ref_response] Unauthorized),
-    #[response(status = 403)]
-    Forbidden(#[ref_response] Forbidden),
-    #[response(status = 404)]
-    NotFound(#[ref_response] NotFound),
-    #[response(status = 503)]
-    Unavailable(#[ref_response] Unavailable),
-}
-
-/// The errors of an admin read.
-#[derive(Debug, IntoResponses)]
-pub enum ReadErrors {
-    #[response(status = 400)]
-    BadRequest(#[ref_response] BadRequest),
-    #[response(status = 401)]
-    Unauthorized(#[ref_response] Unauthorized),
-    #[response(status = 403)]
-    Forbidden(#[ref_response] Forbidden),
-    #[response(status = 503)]
-    Unavailable(#[ref_response] Unavailable),
-}
+error_set!(
+    /// The errors of an admin write with a JSON body.
+    WriteErrors { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 409 => Conflict,
+        413 => PayloadTooLarge, 415 => UnsupportedMediaType, 503 => Unavailable }
+);
+error_set!(
+    /// The errors of removing a record that others may still use.
+    DeleteErrors { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound,
+        409 => Conflict, 503 => Unavailable }
+);
+error_set!(
+    /// The errors of reading or removing one record.
+    RecordErrors { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound,
+        503 => Unavailable }
+);
+error_set!(
+    /// The errors of an admin read.
+    ReadErrors { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 503 => Unavailable }
+);
 
 /// The query of the config long-polls ([`crate::pull::PullQuery`]).
 #[derive(Debug, IntoParams)]

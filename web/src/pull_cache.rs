@@ -36,7 +36,10 @@ impl PullCache {
     /// The slot of `id` (made on first use).
     pub fn slot(&self, id: &str) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if slots.len() >= MAX_SLOTS && !slots.contains_key(id) {
+        if let Some(slot) = slots.get(id) {
+            return slot.clone();
+        }
+        if slots.len() >= MAX_SLOTS {
             slots.clear();
         }
         slots.entry(id.to_string()).or_default().clone()

@@ -25,10 +25,11 @@ impl SeenRegistry {
     /// Notes that `id` pulled at `now`.
     pub fn saw(&self, id: &str, now: u64) {
         let mut m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= MAX_TRACKED && !m.contains_key(id) {
-            return;
+        if let Some(at) = m.get_mut(id) {
+            *at = now;
+        } else if m.len() < MAX_TRACKED {
+            m.insert(id.to_string(), now);
         }
-        m.insert(id.to_string(), now);
     }
 
     /// The last time this replica saw `id`.

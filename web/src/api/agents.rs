@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::edges::{bearer_of, Registered};
-use super::{committed, new_id, Items};
+use super::{committed, new_id, removed, Items};
 use crate::auth::{authenticate, new_token, unix_now, TokenSpec};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, ReadMode, ReadQuery};
 use crate::openapi::{AgentConfigDoc, PullParams};
@@ -148,8 +148,7 @@ pub async fn remove(
     State(ctx): State<ApiContext>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let index = ctx.write(Command::DeleteAgent { id }).await?;
-    Ok(committed::<()>(StatusCode::NO_CONTENT, index, None))
+    removed(&ctx, Command::DeleteAgent { id }).await
 }
 
 /// `GET /api/v1/agents/me/config` with the agent's own token: its origin's config only.

@@ -10,7 +10,7 @@ use kokoa_store::{DnsRecord, DnsType};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{committed, new_id, Items};
+use super::{committed, new_id, removed, Items};
 use crate::auth::unix_now;
 use crate::extract::{ApiJson, ApiPath, ReadMode, ReadQuery};
 use crate::{ApiContext, ApiError};
@@ -103,6 +103,5 @@ pub async fn remove(
     State(ctx): State<ApiContext>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let index = ctx.write(Command::DeleteDnsRecord { id }).await?;
-    Ok(committed::<()>(StatusCode::NO_CONTENT, index, None))
+    removed(&ctx, Command::DeleteDnsRecord { id }).await
 }

@@ -14,7 +14,7 @@ use kokoa_store::{EdgeNode, Role, Subject};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{committed, new_id, Items};
+use super::{committed, new_id, removed, Items};
 use crate::auth::{authenticate, new_token, unix_now, TokenSpec};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, ReadMode, ReadQuery};
 use crate::openapi::{EdgeConfigDoc, PullParams};
@@ -184,8 +184,7 @@ pub async fn remove(
     State(ctx): State<ApiContext>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let index = ctx.write(Command::DeleteEdgeNode { id }).await?;
-    Ok(committed::<()>(StatusCode::NO_CONTENT, index, None))
+    removed(&ctx, Command::DeleteEdgeNode { id }).await
 }
 
 /// `GET /api/v1/edge-nodes/me/config` with the edge's own token.

@@ -47,6 +47,15 @@ pub(crate) fn committed<T: Serialize>(status: StatusCode, index: u64, body: Opti
     resp
 }
 
+/// Commits a removal and answers 204 with `X-Kokoa-Index`.
+pub(crate) async fn removed(
+    ctx: &crate::ApiContext,
+    cmd: kokoa_raft::Command,
+) -> Result<Response, crate::ApiError> {
+    let index = ctx.write(cmd).await?;
+    Ok(committed::<()>(StatusCode::NO_CONTENT, index, None))
+}
+
 /// A list answer: `{"items": [...]}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Items<T> {

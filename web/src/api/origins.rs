@@ -9,7 +9,7 @@ use kokoa_store::{Origin, OriginKind};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{committed, new_id, Items};
+use super::{committed, new_id, removed, Items};
 use crate::auth::unix_now;
 use crate::extract::{ApiJson, ApiPath, ReadMode, ReadQuery};
 use crate::{ApiContext, ApiError};
@@ -129,6 +129,5 @@ pub async fn remove(
     ApiPath(key): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let origin = find(&ctx, ReadMode::default(), key).await?;
-    let index = ctx.write(Command::DeleteOrigin { id: origin.id }).await?;
-    Ok(committed::<()>(StatusCode::NO_CONTENT, index, None))
+    removed(&ctx, Command::DeleteOrigin { id: origin.id }).await
 }

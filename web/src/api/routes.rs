@@ -10,7 +10,7 @@ use kokoa_store::Route;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{committed, new_id, Items};
+use super::{committed, new_id, removed, Items};
 use crate::auth::unix_now;
 use crate::extract::{ApiJson, ApiPath, ReadMode, ReadQuery};
 use crate::{ApiContext, ApiError};
@@ -132,6 +132,5 @@ pub async fn remove(
     ApiPath(key): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let route = find(&ctx, ReadMode::default(), key).await?;
-    let index = ctx.write(Command::DeleteRoute { id: route.id }).await?;
-    Ok(committed::<()>(StatusCode::NO_CONTENT, index, None))
+    removed(&ctx, Command::DeleteRoute { id: route.id }).await
 }

@@ -9,7 +9,7 @@ use kokoa_store::{Role, Subject, Token};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{committed, Items};
+use super::{committed, removed, Items};
 use crate::auth::{new_token, unix_now, TokenSpec};
 use crate::extract::{ApiJson, ApiPath, ReadMode, ReadQuery};
 use crate::{ApiContext, ApiError};
@@ -178,6 +178,5 @@ pub async fn revoke(
     State(ctx): State<ApiContext>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let index = ctx.write(Command::RevokeToken { id }).await?;
-    Ok(committed::<()>(StatusCode::NO_CONTENT, index, None))
+    removed(&ctx, Command::RevokeToken { id }).await
 }
