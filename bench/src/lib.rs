@@ -24,6 +24,7 @@
 //! so noisy runs can be spotted.
 
 pub mod cli;
+pub mod edge;
 pub mod etcd;
 pub mod failover;
 pub mod host;

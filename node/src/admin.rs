@@ -3,7 +3,9 @@
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::cli::{ApiArgs, ClusterCmd, DnsCmd, EdgeNodeCmd, OriginCmd, RouteCmd, TokenCmd};
+use crate::cli::{
+    ApiArgs, CertCmd, ClusterCmd, DnsCmd, EdgeNodeCmd, OriginCmd, RouteCmd, TokenCmd,
+};
 use crate::client::ApiClient;
 use crate::table;
 
@@ -128,14 +130,22 @@ pub async fn route(api: ApiArgs, cmd: RouteCmd) -> anyhow::Result<()> {
             host,
             origin,
             target,
+            rate_limit,
+            rate_burst,
+            allow_http,
         } => {
             let origin_id = origin_id(&c, &origin).await?;
-            let r = c
-                .post(
-                    "/api/v1/routes",
-                    json!({"hostname": host, "origin_id": origin_id, "target": target}),
-                )
-                .await?;
+            let rate_limit = rate_limit
+                .zip(rate_burst)
+                .map(|(per_second, burst)| json!({"per_second": per_second, "burst": burst}));
+            let body = json!({
+                "hostname": host,
+                "origin_id": origin_id,
+                "target": target,
+                "rate_limit": rate_limit,
+                "allow_http": allow_http,
+            });
+            let r = c.post("/api/v1/routes", body).await?;
             if api.json {
                 return print_json(&r);
             }
@@ -361,4 +371,59 @@ fn path_segment(v: &str) -> anyhow::Result<&str> {
         bail!("{v:?} is not a valid name, hostname or id");
     }
     Ok(v)
+}
+
+pub async fn cert(api: ApiArgs, cmd: CertCmd) -> anyhow::Result<()> {
+    let c = ApiClient::new(&api)?;
+    match cmd {
+        CertCmd::Add {
+            chain,
+            key,
+            replaces,
+        } => {
+            let read = |path: &std::path::Path| {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))
+            };
+            let body =
+                json!({"chain_pem": read(&chain)?, "key_pem": read(&key)?, "replaces": replaces});
+            let made = c.post("/api/v1/certificates", body).await?;
+            if api.json {
+                return print_json(&made);
+            }
+            let names: Vec<String> = made["names"]
+                .as_array()
+                .map(|a| a.iter().map(s).collect())
+                .unwrap_or_default();
+            println!(
+                "certificate {} for {} added",
+                s(&made["id"]),
+                names.join(", ")
+            );
+        }
+        CertCmd::Ls => {
+            show_list(
+                &c,
+                &api,
+                "/api/v1/certificates",
+                &[
+                    ("ID", |c| s(&c["id"])),
+                    ("NAMES", |c| {
+                        c["names"]
+                            .as_array()
+                            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+                            .unwrap_or_default()
+                    }),
+                    ("NOT_AFTER", |c| s(&c["not_after"])),
+                ],
+            )
+            .await?
+        }
+        CertCmd::Rm { id } => {
+            c.delete(&format!("/api/v1/certificates/{}", path_segment(&id)?))
+                .await?;
+            println!("certificate {id} removed");
+        }
+    }
+    Ok(())
 }

@@ -27,7 +27,8 @@ pub struct ApiArgs {
         default_value = "http://127.0.0.1:7300"
     )]
     pub server: String,
-    /// Admin token (prefer the KOKOA_TOKEN environment variable).
+    /// Bearer token: an admin token for admin commands, a bootstrap token for `kokoa edge`
+    /// (prefer the KOKOA_TOKEN environment variable).
     #[arg(long, global = true, env = "KOKOA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Print JSON instead of tables.
@@ -39,6 +40,8 @@ pub struct ApiArgs {
 pub enum Command {
     /// Run a control-plane replica.
     Server(ServerArgs),
+    /// Run an edge: serve the routes over HTTP and HTTPS, with config from the control plane.
+    Edge(EdgeArgs),
     /// Inspect and change the cluster's replicas.
     #[command(subcommand)]
     Cluster(ClusterCmd),
@@ -57,6 +60,9 @@ pub enum Command {
     /// Manage static DNS records of the managed zone.
     #[command(subcommand)]
     Dns(DnsCmd),
+    /// Manage the TLS certificates edges serve.
+    #[command(subcommand)]
+    Cert(CertCmd),
     /// Run a whole deployment on loopback: 3 replicas.
     Dev(DevArgs),
 }
@@ -98,6 +104,44 @@ pub struct ServerArgs {
     /// Lower bound of the election timeout in ms (heartbeats every sixth of it).
     #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u64).range(60..=60000))]
     pub election_timeout_ms: u64,
+}
+
+/// `kokoa edge`; its bootstrap token is the global `--token` (or KOKOA_TOKEN).
+#[derive(Debug, Clone, Args)]
+pub struct EdgeArgs {
+    /// API URLs of the replicas, comma-separated.
+    #[arg(long, value_name = "URL,...", value_delimiter = ',', required = true)]
+    pub control: Vec<String>,
+    /// Where the edge keeps its key, registration and last config.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The public address clients and agents reach this edge at.
+    #[arg(long)]
+    pub public_ip: std::net::IpAddr,
+    /// Its name in the control plane (default: edge- and the public IP).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Plain HTTP address (ACME HTTP-01 answers and redirects to HTTPS).
+    #[arg(long, default_value = "0.0.0.0:80")]
+    pub http_listen: SocketAddr,
+    /// HTTPS address.
+    #[arg(long, default_value = "0.0.0.0:443")]
+    pub https_listen: SocketAddr,
+    /// WireGuard UDP address for agents' tunnels.
+    #[arg(long, default_value = "0.0.0.0:51820")]
+    pub wg_listen: SocketAddr,
+    /// Default per-client-IP request rate (requests per second), for routes without their own.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit: u32,
+    /// Default burst above that rate.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_burst: u32,
+    /// Most open connections from one client IP.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns_per_ip: u32,
+    /// Data-plane threads, each with its own listeners (default: one per CPU).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub workers: Option<u64>,
 }
 
 /// The static membership given with `--peers`: (replica id, peer address).
@@ -178,6 +222,15 @@ pub enum RouteCmd {
         /// Where the service listens, seen from the origin: HOST:PORT.
         #[arg(long)]
         target: String,
+        /// Per-client-IP requests per second at the edges (default: the edges' own, 10).
+        #[arg(long, requires = "rate_burst", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rate_limit: Option<u32>,
+        /// Burst above --rate-limit.
+        #[arg(long, requires = "rate_limit", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rate_burst: Option<u32>,
+        /// Serve plain HTTP on port 80 instead of redirecting to HTTPS.
+        #[arg(long)]
+        allow_http: bool,
     },
     /// List routes.
     Ls,
@@ -206,6 +259,24 @@ pub enum TokenCmd {
     Ls,
     /// Revoke a token by id.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCmd {
+    /// Upload a certificate: its chain (leaf first) and private key, as PEM files.
+    Add {
+        #[arg(long, value_name = "FILE")]
+        chain: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The id of a certificate this one replaces (a renewal).
+        #[arg(long, value_name = "ID")]
+        replaces: Option<String>,
+    },
+    /// List certificates (names, expiry; never keys).
+    Ls,
+    /// Remove a certificate by id.
+    Rm { id: String },
 }
 
 #[derive(Debug, Subcommand)]

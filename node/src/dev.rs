@@ -1,6 +1,6 @@
-//! `kokoa dev`: a whole deployment on loopback, as real processes — for now a 3-replica
-//! control plane (edges and agents join it as they arrive). State is kept in `--data-dir`, so
-//! running it again brings the same cluster back.
+//! `kokoa dev`: a whole deployment on loopback, as real processes: a 3-replica control plane
+//! and an edge, with a demo route (`ui.kokoa.localhost`, the web UI served through the edge).
+//! State is kept in `--data-dir`, so running it again brings the same deployment back.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +17,8 @@ use crate::client::ApiClient;
 use crate::files;
 
 const REPLICAS: u64 = 3;
+/// The demo route: the web UI of replica 1, published through the edge.
+const DEMO_HOST: &str = "ui.kokoa.localhost";
 /// How long to wait for the cluster to elect a leader.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -24,26 +27,40 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 struct DevLayout {
     api_ports: Vec<u16>,
     peer_ports: Vec<u16>,
+    /// The edge's HTTP, HTTPS and WireGuard ports.
+    #[serde(default)]
+    edge_ports: Vec<u16>,
+}
+
+/// `n` loopback ports free right now.
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let holds = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(holds
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.port())
+        .collect())
 }
 
 fn layout(dir: &Path) -> anyhow::Result<DevLayout> {
     let path = dir.join("dev.json");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return serde_json::from_str(&text)
-            .with_context(|| format!("{} is damaged; remove {}", path.display(), dir.display()));
-    }
-    let mut ports = Vec::new();
-    let mut holds = Vec::new();
-    for _ in 0..2 * REPLICAS {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        ports.push(l.local_addr()?.port());
-        holds.push(l);
-    }
-    drop(holds);
-    let layout = DevLayout {
-        api_ports: ports[..REPLICAS as usize].to_vec(),
-        peer_ports: ports[REPLICAS as usize..].to_vec(),
+    let mut layout = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is damaged; remove {}", path.display(), dir.display()))?,
+        Err(_) => {
+            let ports = free_ports(2 * REPLICAS as usize)?;
+            DevLayout {
+                api_ports: ports[..REPLICAS as usize].to_vec(),
+                peer_ports: ports[REPLICAS as usize..].to_vec(),
+                edge_ports: Vec::new(),
+            }
+        }
     };
+    if layout.edge_ports.len() != 3 {
+        layout.edge_ports = free_ports(3)?;
+    }
     std::fs::write(&path, serde_json::to_string_pretty(&layout)?)?;
     Ok(layout)
 }
@@ -107,9 +124,22 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         r = wait_for_cluster(&first, &admin_token, &mut children, dir) => r,
         _ = shutdown.cancelled() => Ok(()),
     };
+    let result = match result {
+        Ok(()) if !shutdown.is_cancelled() => {
+            let urls: Vec<String> = (0..REPLICAS as usize).map(api).collect();
+            tokio::select! {
+                r = start_edge(&exe, dir, &layout, &urls, &admin_token, &mut children) => r,
+                _ = shutdown.cancelled() => Ok(()),
+            }
+        }
+        other => other,
+    };
+    let [edge_http, edge_https, _] = layout.edge_ports[..] else {
+        bail!("dev.json has no edge ports");
+    };
     match result {
         Ok(()) if !shutdown.is_cancelled() => {
-            println!("Kokoa dev: a 3-replica control plane is running on loopback.");
+            println!("Kokoa dev: a 3-replica control plane and an edge are running on loopback.");
             for i in 0..REPLICAS as usize {
                 println!(
                     "  replica {}: {}   (log: {})",
@@ -118,17 +148,30 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
                     dir.join(format!("replica-{}.log", i + 1)).display()
                 );
             }
+            println!(
+                "  edge:      http://127.0.0.1:{edge_http}  https://127.0.0.1:{edge_https}   (log: {})",
+                dir.join("edge.log").display()
+            );
             println!();
             println!(
-                "Web UI: open {} and sign in with the admin token below.",
+                "Web UI: open {} and sign in with the admin token below; or through the edge:",
                 api(0)
+            );
+            println!(
+                "  https://{DEMO_HOST}:{edge_https}/  (a self-signed certificate: accept it, or"
+            );
+            println!(
+                "  curl -k --resolve {DEMO_HOST}:{edge_https}:127.0.0.1 https://{DEMO_HOST}:{edge_https}/healthz)"
             );
             println!();
             println!("Use it from another terminal:");
             println!("  export KOKOA_SERVER={} KOKOA_TOKEN={admin_token}", api(0));
             println!("  kokoa cluster status");
-            println!("  kokoa origin add home");
+            println!("  kokoa origin add home --kind direct");
             println!("  kokoa route add app.example.com --origin home --target localhost:8080");
+            println!(
+                "  curl -k --resolve app.example.com:{edge_https}:127.0.0.1 https://app.example.com:{edge_https}/"
+            );
             println!("  kokoa route ls");
             println!(
                 "Kill a replica (kill -9) and watch the others carry on. Ctrl-C stops everything;"
@@ -208,5 +251,103 @@ async fn stop_all(children: &mut [Child]) {
         {
             let _ = child.kill().await;
         }
+    }
+}
+
+/// Registers (first run) and starts the edge, publishes the demo route on the first run, and
+/// waits until the edge serves a config.
+async fn start_edge(
+    exe: &Path,
+    dir: &Path,
+    layout: &DevLayout,
+    urls: &[String],
+    admin_token: &str,
+    children: &mut Vec<Child>,
+) -> anyhow::Result<()> {
+    let client = ApiClient::new(&ApiArgs {
+        server: urls[0].clone(),
+        token: Some(admin_token.to_string()),
+        json: true,
+    })?;
+    let edge_dir = dir.join("edge");
+    let first_run = !edge_dir.join("registration.json").exists();
+    let bootstrap = if first_run {
+        let made = client
+            .post("/api/v1/tokens", json!({"role": "edge", "max_uses": 1}))
+            .await?;
+        made["token"].as_str().unwrap_or_default().to_string()
+    } else {
+        String::new()
+    };
+    if first_run && client.get("/api/v1/routes").await?["items"] == json!([]) {
+        let origin = client
+            .post(
+                "/api/v1/origins",
+                json!({"name": "kokoa-ui", "kind": "direct"}),
+            )
+            .await?;
+        client
+            .post(
+                "/api/v1/routes",
+                json!({
+                    "hostname": DEMO_HOST,
+                    "origin_id": origin["id"],
+                    "target": urls[0].trim_start_matches("http://"),
+                    "rate_limit": {"per_second": 100, "burst": 200},
+                }),
+            )
+            .await?;
+    }
+    let [http, https, wg] = layout.edge_ports[..] else {
+        bail!("dev.json has no edge ports");
+    };
+    let log = std::fs::File::create(dir.join("edge.log"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("edge")
+        .arg("--control")
+        .arg(urls.join(","))
+        .arg("--data-dir")
+        .arg(&edge_dir)
+        .arg("--public-ip")
+        .arg("127.0.0.1")
+        .arg("--http-listen")
+        .arg(format!("127.0.0.1:{http}"))
+        .arg("--https-listen")
+        .arg(format!("127.0.0.1:{https}"))
+        .arg("--wg-listen")
+        .arg(format!("127.0.0.1:{wg}"))
+        .env("KOKOA_TOKEN", &bootstrap)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    children.push(cmd.spawn().context("cannot start the edge")?);
+
+    let health = format!("http://127.0.0.1:{http}/health");
+    let http_client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(resp) = http_client.get(&health).send().await {
+            if let Ok(body) = resp.json::<serde_json::Value>().await {
+                if body["version"].as_u64().unwrap_or(0) > 0 {
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(edge) = children.last_mut() {
+            if let Ok(Some(status)) = edge.try_wait() {
+                bail!(
+                    "the edge exited ({status}); see {}",
+                    dir.join("edge.log").display()
+                );
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "the edge served no config within {START_TIMEOUT:?}; see {}",
+                dir.join("edge.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -1,7 +1,6 @@
 //! Small files in a replica's data dir: the cluster secret and the admin token, written with
 //! mode 0600 and atomically (temp file + rename + fsync).
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -22,33 +21,13 @@ pub fn read_secret(path: &Path) -> anyhow::Result<Option<String>> {
 
 /// Writes a secret file readable only by its owner, durably.
 pub fn write_secret(path: &Path, value: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts
-            .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(value.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).ok();
-    }
-    Ok(())
+    kokoa_store::private_file::write(path, format!("{value}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Creates a directory (and parents) readable only by its owner.
 pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(path)
+    kokoa_store::private_file::create_dir(path)
         .with_context(|| format!("cannot create {}", path.display()))
 }
 

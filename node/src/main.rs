@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod client;
 mod dev;
+mod edge;
 mod files;
 mod server;
 mod table;
@@ -47,6 +48,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let shutdown = shutdown_on_signal();
             server::run(args, shutdown).await
         }
+        Command::Edge(args) => {
+            init_tracing();
+            raise_open_file_limit();
+            edge::run(args, cli.api.token, shutdown_on_signal()).await
+        }
         Command::Dev(args) => dev::run(args, shutdown_on_signal()).await,
         Command::Cluster(cmd) => admin::cluster(cli.api, cmd).await,
         Command::Origin(cmd) => admin::origin(cli.api, cmd).await,
@@ -54,6 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(cmd) => admin::token(cli.api, cmd).await,
         Command::EdgeNode(cmd) => admin::edge_node(cli.api, cmd).await,
         Command::Dns(cmd) => admin::dns(cli.api, cmd).await,
+        Command::Cert(cmd) => admin::cert(cli.api, cmd).await,
     }
 }
 

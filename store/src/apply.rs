@@ -56,6 +56,7 @@ pub(crate) struct StateTables<'txn> {
     replicas: Table<'txn, u64, &'static [u8]>,
     agents: Table<'txn, &'static str, &'static [u8]>,
     dns_records: Table<'txn, &'static str, &'static [u8]>,
+    certificates: Table<'txn, &'static str, &'static [u8]>,
     last_seen: Table<'txn, &'static str, u64>,
     meta: Table<'txn, &'static str, &'static [u8]>,
 }
@@ -73,6 +74,7 @@ impl<'txn> StateTables<'txn> {
             replicas: tx.open_table(REPLICAS)?,
             agents: tx.open_table(AGENTS)?,
             dns_records: tx.open_table(DNS_RECORDS)?,
+            certificates: tx.open_table(CERTIFICATES)?,
             last_seen: tx.open_table(LAST_SEEN)?,
             meta: tx.open_table(STATE_META)?,
         })
@@ -131,6 +133,20 @@ impl<'txn> StateTables<'txn> {
             }
             Command::CreateDnsRecord(r) => insert_new(&mut self.dns_records, r.id.as_str(), r),
             Command::DeleteDnsRecord { id } => remove_existing(&mut self.dns_records, id.as_str()),
+            Command::CreateCertificate {
+                certificate,
+                replaces,
+            } => {
+                let applied =
+                    insert_new(&mut self.certificates, certificate.id.as_str(), certificate)?;
+                if let (true, Some(old)) = (applied.changed, replaces) {
+                    self.certificates.remove(old.as_str())?;
+                }
+                Ok(applied)
+            }
+            Command::DeleteCertificate { id } => {
+                remove_existing(&mut self.certificates, id.as_str())
+            }
             Command::SetSettings(settings) => {
                 if &self.settings()? == settings {
                     return Ok(Applied::unchanged());

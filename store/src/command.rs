@@ -6,10 +6,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Agent, DnsRecord, EdgeNode, Origin, ReplicaInfo, Route, Settings, Token};
+use crate::model::{
+    Agent, Certificate, DnsRecord, EdgeNode, Origin, ReplicaInfo, Route, Settings, Token,
+};
 use crate::validate::{
     normalize_dns_record, normalize_hostname, normalize_ip, normalize_target, validate_id,
-    validate_name, validate_pools, validate_socket_addr, validate_wg_key, ValidationError,
+    validate_name, validate_pools, validate_rate_limit, validate_socket_addr, validate_wg_key,
+    ValidationError,
 };
 
 /// A change to the replicated state, as carried in the raft log.
@@ -60,6 +63,15 @@ pub enum Command {
     DeleteDnsRecord {
         id: String,
     },
+    /// Stores a certificate; it replaces (removes) `replaces` if that still exists, so a
+    /// renewal swaps certificates in one step.
+    CreateCertificate {
+        certificate: Certificate,
+        replaces: Option<String>,
+    },
+    DeleteCertificate {
+        id: String,
+    },
     SetSettings(Settings),
     /// Coarse "last seen pulling" times of edges and agents, by id. Does not move the version.
     RecordSeen {
@@ -98,6 +110,27 @@ impl Command {
                         r.target.clone(),
                         "not in normal form".into(),
                     ));
+                }
+                r.rate_limit.as_ref().map_or(Ok(()), validate_rate_limit)
+            }
+            Command::CreateCertificate {
+                certificate,
+                replaces,
+            } => {
+                validate_id(&certificate.id)?;
+                if let Some(id) = replaces {
+                    validate_id(id)?;
+                }
+                if certificate.names.is_empty() {
+                    return Err(ValidationError::Certificate("it names no host".into()));
+                }
+                for name in &certificate.names {
+                    if &normalize_hostname(name)? != name {
+                        return Err(ValidationError::Hostname(
+                            name.clone(),
+                            "not in normal form".into(),
+                        ));
+                    }
                 }
                 Ok(())
             }
@@ -150,7 +183,8 @@ impl Command {
             | Command::UseToken { id, .. }
             | Command::DeleteEdgeNode { id }
             | Command::DeleteAgent { id }
-            | Command::DeleteDnsRecord { id } => validate_id(id),
+            | Command::DeleteDnsRecord { id }
+            | Command::DeleteCertificate { id } => validate_id(id),
             Command::RemoveReplica { .. } => Ok(()),
             // Each inner command is validated when it is applied, on its own: one bad command
             // does not sink the others.
@@ -190,6 +224,8 @@ impl Command {
             Command::DeleteAgent { .. } => "delete_agent",
             Command::CreateDnsRecord(_) => "create_dns_record",
             Command::DeleteDnsRecord { .. } => "delete_dns_record",
+            Command::CreateCertificate { .. } => "create_certificate",
+            Command::DeleteCertificate { .. } => "delete_certificate",
             Command::SetSettings(_) => "set_settings",
             Command::RecordSeen { .. } => "record_seen",
             Command::SetReplica(_) => "set_replica",

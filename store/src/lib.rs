@@ -12,6 +12,8 @@ pub mod command;
 pub mod error;
 pub mod log_db;
 pub mod model;
+pub mod private_file;
+pub mod pulled;
 pub mod snapshot_file;
 pub mod state_db;
 mod tables;
@@ -21,8 +23,8 @@ pub use command::{Command, Outcome, Rejection};
 pub use error::StoreError;
 pub use log_db::{LoadedLog, LogDb, LogWrite};
 pub use model::{
-    Agent, DnsRecord, DnsType, EdgeNode, Origin, OriginKind, ReplicaInfo, Role, Route, Settings,
-    StateImage, Subject, Token,
+    Agent, Certificate, DnsRecord, DnsType, EdgeNode, Origin, OriginKind, RateLimit, ReplicaInfo,
+    Role, Route, Settings, StateImage, Subject, Token,
 };
 pub use snapshot_file::{SnapshotFile, StoredSnapshot};
 pub use state_db::{AppliedMeta, StateDb, StateReader};

@@ -43,6 +43,45 @@ pub struct Route {
     pub origin_id: String,
     pub target: String,
     pub created_at: u64,
+    /// The per-client-IP request rate limit edges apply to this route; `None` is the edge's
+    /// default (10 requests/s, burst 20).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Serve plain HTTP on port 80 instead of redirecting to HTTPS.
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+/// A token-bucket request rate limit, per client IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second (1 to 1,000,000).
+    pub per_second: u32,
+    /// Requests allowed at once above the sustained rate (1 to 1,000,000).
+    pub burst: u32,
+}
+
+/// A TLS certificate the edges serve for the names it covers (uploaded, or issued by ACME).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    pub id: String,
+    /// The DNS names it is valid for (its subject alternative names), normalised; `*.` for
+    /// wildcards.
+    pub names: Vec<String>,
+    /// The leaf first, then its intermediates (PEM).
+    pub chain_pem: String,
+    /// The private key, sealed with the cluster key (never served by the API).
+    pub sealed_key: String,
+    /// Validity, Unix seconds.
+    pub not_before: u64,
+    pub not_after: u64,
+    /// SHA-256 of the leaf (DER), hex.
+    pub fingerprint: String,
+    pub created_at: u64,
 }
 
 /// What a bearer token may do.
@@ -216,6 +255,7 @@ pub struct StateImage {
     pub edge_nodes: Vec<EdgeNode>,
     pub agents: Vec<Agent>,
     pub dns_records: Vec<DnsRecord>,
+    pub certificates: Vec<Certificate>,
     pub settings: Settings,
     /// Last time (Unix seconds) each edge or agent was seen pulling, recorded coarsely.
     pub last_seen: Vec<(String, u64)>,

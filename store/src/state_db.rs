@@ -16,7 +16,8 @@ use crate::apply::{get, StateTables};
 use crate::codec::{decode, encode};
 use crate::command::{Command, Outcome};
 use crate::model::{
-    Agent, DnsRecord, EdgeNode, Origin, ReplicaInfo, Route, Settings, StateImage, Token,
+    Agent, Certificate, DnsRecord, EdgeNode, Origin, ReplicaInfo, Route, Settings, StateImage,
+    Token,
 };
 use crate::tables::*;
 use crate::StoreError;
@@ -119,7 +120,15 @@ impl StateDb {
     /// Replaces the whole state with `image` and its raft metadata in one durable transaction.
     pub fn install(&self, image: &StateImage, meta: &AppliedMeta) -> Result<(), StoreError> {
         let tx = self.begin_write()?;
-        for def in [ORIGINS, ROUTES, TOKENS, EDGE_NODES, AGENTS, DNS_RECORDS] {
+        for def in [
+            ORIGINS,
+            ROUTES,
+            TOKENS,
+            EDGE_NODES,
+            AGENTS,
+            DNS_RECORDS,
+            CERTIFICATES,
+        ] {
             tx.delete_table(def)?;
         }
         tx.delete_table(ORIGIN_NAMES)?;
@@ -134,6 +143,7 @@ impl StateDb {
         put_records(&tx, EDGE_NODES, &image.edge_nodes, |e| &e.id)?;
         put_records(&tx, AGENTS, &image.agents, |a| &a.id)?;
         put_records(&tx, DNS_RECORDS, &image.dns_records, |r| &r.id)?;
+        put_records(&tx, CERTIFICATES, &image.certificates, |c| &c.id)?;
         {
             let mut names = tx.open_table(ORIGIN_NAMES)?;
             for o in &image.origins {
@@ -189,6 +199,7 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(REPLICAS)?;
     tx.open_table(AGENTS)?;
     tx.open_table(DNS_RECORDS)?;
+    tx.open_table(CERTIFICATES)?;
     tx.open_table(LAST_SEEN)?;
     Ok(())
 }
@@ -335,6 +346,7 @@ impl StateReader {
             edge_nodes: self.edge_nodes()?,
             agents: self.agents()?,
             dns_records: self.dns_records()?,
+            certificates: self.certificates()?,
             settings: self.settings()?,
             last_seen: self.last_seen()?,
             replicas: self.replicas()?,
@@ -367,6 +379,15 @@ impl StateReader {
 
     pub fn dns_record(&self, id: &str) -> Result<Option<DnsRecord>, StoreError> {
         get(&self.tx.open_table(DNS_RECORDS)?, id)
+    }
+
+    /// TLS certificates, by id.
+    pub fn certificates(&self) -> Result<Vec<Certificate>, StoreError> {
+        all(&self.tx, CERTIFICATES)
+    }
+
+    pub fn certificate(&self, id: &str) -> Result<Option<Certificate>, StoreError> {
+        get(&self.tx.open_table(CERTIFICATES)?, id)
     }
 
     pub fn settings(&self) -> Result<Settings, StoreError> {
@@ -424,6 +445,8 @@ mod tests {
             origin_id: origin_id.into(),
             target: "localhost:8080".into(),
             created_at: 2,
+            rate_limit: None,
+            allow_http: false,
         })
     }
 
@@ -659,6 +682,61 @@ mod tests {
         assert!(r.agents().unwrap().is_empty());
         assert!(r.token("a1-t").unwrap().is_none());
         assert!(r.token("ag").unwrap().is_none());
+    }
+
+    #[test]
+    fn certificates_are_replaced_in_one_write_and_survive_install() {
+        let (_d, db) = open();
+        let cert = |id: &str, names: &[&str]| crate::Certificate {
+            id: id.into(),
+            names: names.iter().map(|n| n.to_string()).collect(),
+            chain_pem: "PEM".into(),
+            sealed_key: "sealed".into(),
+            not_before: 1,
+            not_after: 2,
+            fingerprint: "00".into(),
+            created_at: 1,
+        };
+        let create = |c, replaces: Option<&str>| Command::CreateCertificate {
+            certificate: c,
+            replaces: replaces.map(str::to_string),
+        };
+        assert_eq!(
+            apply(&db, 1, &create(cert("c1", &["a.example.com"]), None)),
+            Outcome::Applied
+        );
+        assert!(matches!(
+            apply(&db, 2, &create(cert("c2", &[]), None)),
+            Outcome::Rejected(_)
+        ));
+        assert!(matches!(
+            apply(&db, 3, &create(cert("c3", &["Not Normal.com"]), None)),
+            Outcome::Rejected(_)
+        ));
+        assert_eq!(
+            apply(&db, 4, &create(cert("c4", &["*.example.com"]), Some("c1"))),
+            Outcome::Applied
+        );
+        let ids = |db: &StateDb| -> Vec<String> {
+            let r = db.reader().unwrap();
+            r.certificates()
+                .unwrap()
+                .into_iter()
+                .map(|c| c.id)
+                .collect()
+        };
+        assert_eq!(ids(&db), vec!["c4"]);
+        let image = db.image().unwrap();
+        let (_d2, other) = open();
+        other
+            .install(&image, &AppliedMeta::default())
+            .expect("install");
+        assert_eq!(ids(&other), vec!["c4"]);
+        assert_eq!(
+            apply(&db, 5, &Command::DeleteCertificate { id: "c4".into() }),
+            Outcome::Applied
+        );
+        assert!(ids(&db).is_empty());
     }
 
     #[test]

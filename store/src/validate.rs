@@ -38,6 +38,10 @@ pub enum ValidationError {
     DnsRecord(String),
     #[error("invalid IP address {0:?}")]
     Ip(String),
+    #[error("invalid rate limit: {0}")]
+    RateLimit(String),
+    #[error("invalid certificate: {0}")]
+    Certificate(String),
 }
 
 impl ValidationError {
@@ -54,6 +58,8 @@ impl ValidationError {
             ValidationError::Pool(..) => "invalid_pool",
             ValidationError::DnsRecord(_) => "invalid_dns_record",
             ValidationError::Ip(_) => "invalid_ip",
+            ValidationError::RateLimit(_) => "invalid_rate_limit",
+            ValidationError::Certificate(_) => "invalid_certificate",
         }
     }
 }
@@ -342,6 +348,21 @@ pub fn normalize_dns_record(
         }
     };
     Ok((name, value))
+}
+
+/// Most requests per second (and burst) a route's rate limit may name.
+pub const MAX_RATE_LIMIT: u32 = 1_000_000;
+
+/// A rate limit needs a rate and a burst of 1 to [`MAX_RATE_LIMIT`].
+pub fn validate_rate_limit(limit: &crate::RateLimit) -> Result<(), ValidationError> {
+    for (what, value) in [("per_second", limit.per_second), ("burst", limit.burst)] {
+        if value == 0 || value > MAX_RATE_LIMIT {
+            return Err(ValidationError::RateLimit(format!(
+                "{what} must be 1 to {MAX_RATE_LIMIT}, not {value}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::http_client;
 use crate::{
-    random_hex, wait_until_ok, Api, Join, Replica, ReplicaSpec, StartError, CONVERGE_TIMEOUT,
+    random_hex, wait_until_ok, Api, Edge, EdgeSpec, Join, Replica, ReplicaSpec, StartError,
+    CONVERGE_TIMEOUT,
 };
 
 /// At most this many clusters run at once in one test process (`KOKOA_TEST_CLUSTERS`, default:
@@ -370,6 +371,50 @@ impl Cluster {
                 .ok_or_else(|| "no running replica".into())
         })
         .await
+    }
+
+    /// Every replica's API URL, in index order (an edge's `--control`).
+    pub fn api_urls(&self) -> Vec<String> {
+        self.replicas.iter().map(Replica::api_url).collect()
+    }
+
+    /// `POST /api/v1/tokens {"role":"edge"}` through replica `via`: a bootstrap edge token.
+    ///
+    /// # Panics
+    /// When the answer is not a 201 with a token.
+    pub async fn edge_token(&self, via: usize) -> String {
+        let response = self
+            .client(via)
+            .post_json("/api/v1/tokens", &serde_json::json!({ "role": "edge" }))
+            .await
+            .unwrap_or_else(|e| panic!("POST /api/v1/tokens (edge): {e}"));
+        assert_eq!(
+            response.status.as_u16(),
+            201,
+            "POST /api/v1/tokens (edge): {} {}",
+            response.status,
+            response.json
+        );
+        response.json["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {}", response.json))
+            .to_string()
+    }
+
+    /// The spec of edge `name` in this cluster's directory, pulling from every replica, with a
+    /// fresh bootstrap token (made through replica `via`).
+    pub async fn edge_spec(&self, name: &str, via: usize) -> EdgeSpec {
+        let token = self.edge_token(via).await;
+        EdgeSpec::new(name, self.root(), self.api_urls(), &token)
+    }
+
+    /// Starts edge `name` ([`Cluster::edge_spec`] through replica 0) and waits until it serves.
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub async fn start_edge(&self, name: &str) -> Edge {
+        let spec = self.edge_spec(name, 0).await;
+        Edge::start(spec).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Prints every replica's log tail.

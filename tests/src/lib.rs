@@ -1,39 +1,55 @@
 //! Harness for tests and benchmarks that run real `kokoa` processes.
 //!
 //! It owns: finding the `kokoa` binary ([`kokoa_bin`]), picking loopback ports ([`free_port`]),
-//! starting, signalling and restarting replicas ([`Replica`]), forming clusters and waiting for
-//! them to agree ([`Cluster`]), an admin HTTP client ([`Api`]) and a condition waiter
-//! ([`wait_until`]).
+//! running any `kokoa` child process ([`KokoaProcess`]: spawn, ready line, signals, logs),
+//! replicas ([`Replica`]) and edges ([`Edge`]) on top of it, forming clusters and waiting for
+//! them to agree ([`Cluster`]), an admin HTTP client ([`Api`]), a condition waiter
+//! ([`wait_until`]), and what edge tests put around an edge: origin apps ([`OriginApp`]), a
+//! test CA issuing certificates ([`TestCa`]) and clients that resolve every hostname to an
+//! edge ([`edge_client`], [`curl_edge`]).
 //!
 //! It must never link against Kokoa's own crates: it speaks only the public contract in
-//! `docs/interfaces.md` (flags, environment, the `listening api=… peer=…` log line, HTTP API v1),
-//! so what it tests is what users get. It never sleeps for a fixed time to wait for something:
+//! `docs/interfaces.md` (flags, environment, the `listening api=… peer=…` and
+//! `edge listening http=… https=… id=…` log lines, HTTP API v1, the edge's HTTP and HTTPS), so
+//! what it tests is what users get. It never sleeps for a fixed time to wait for something:
 //! it polls a condition until a generous deadline and fails with what it saw last.
 //!
-//! When a test panics, every replica prints the tail of its log and the cluster's temporary
+//! When a test panics, every replica and edge prints the tail of its log and the cluster's temporary
 //! directory is kept (its path is printed) so the full logs can be read afterwards.
 
 mod api;
 mod binary;
+mod clients;
 mod cluster;
+mod edge;
+mod origin;
 mod ports;
+mod process;
 mod replica;
+mod tls;
 mod wait;
 
 pub use api::{write_index, Api, ApiResponse};
 pub use binary::kokoa_bin;
+pub use clients::{curl_edge, edge_client, ClientOptions, CurlOutput};
 pub use cluster::{voter_ids, Cluster};
+pub use edge::{next_edge_ip, Edge, EdgeSpec};
+pub use origin::{pattern_block, OriginApp, PatternChecker, SeenRequest, PATTERN_BLOCK};
 pub use ports::{free_port, free_ports};
-pub use replica::{Join, Replica, ReplicaSpec, StartError};
-pub use wait::{wait_until, wait_until_ok};
+pub use process::{KokoaProcess, StartError};
+pub use replica::{Join, Replica, ReplicaSpec};
+pub use tls::{
+    probe_tls, sha256_hex, tls_connect, tls_connect_any_cert, IssuedCert, TestCa, TlsProbe,
+};
+pub use wait::{wait_until, wait_until_ok, wait_until_ok_every};
 
 use std::time::Duration;
 
-/// How long a replica may take to log its `listening` line.
+/// How long a replica or an edge may take to log its ready line.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a cluster may take to elect a leader, replicate, or converge.
 pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a replica may take to exit after SIGTERM (the contract says 5 s).
+/// How long a replica or an edge may take to exit after SIGTERM (the contract says 5 s).
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one HTTP request may take (a write may wait through an election).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);

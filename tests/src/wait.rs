@@ -28,7 +28,24 @@ where
 ///
 /// # Panics
 /// When `timeout` passes first, naming `what` and the last reason.
-pub async fn wait_until_ok<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub async fn wait_until_ok<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    wait_until_ok_every(what, timeout, POLL_EVERY, check).await
+}
+
+/// [`wait_until_ok`], re-checking every `every` (for conditions whose timing is measured).
+///
+/// # Panics
+/// When `timeout` passes first, naming `what` and the last reason.
+pub async fn wait_until_ok_every<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -41,7 +58,7 @@ where
             Err(reason) if started.elapsed() >= timeout => {
                 panic!("timed out after {timeout:?} waiting for {what}; last: {reason}")
             }
-            Err(_) => tokio::time::sleep(POLL_EVERY).await,
+            Err(_) => tokio::time::sleep(every).await,
         }
     }
 }

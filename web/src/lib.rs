@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod certs;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -51,6 +52,8 @@ pub struct ApiContext {
     pub metrics: Arc<metrics::Metrics>,
     /// Pull answers already built, per edge or agent.
     pub pulls: Arc<pull_cache::PullCache>,
+    /// Seals certificate keys with the cluster key.
+    pub sealer: Arc<certs::Sealer>,
 }
 
 impl std::fmt::Debug for ApiContext {
@@ -68,6 +71,7 @@ impl ApiContext {
         ApiContext {
             node,
             cluster_secret: cluster_secret.into(),
+            sealer: Arc::new(certs::Sealer::new(cluster_secret)),
             tokens: Default::default(),
             seen: Default::default(),
             metrics: Default::default(),
@@ -172,6 +176,14 @@ pub fn router(ctx: ApiContext) -> Router {
             get(api::dns::list).post(api::dns::create),
         )
         .route("/api/v1/dns/records/{id}", delete(api::dns::remove))
+        .route(
+            "/api/v1/certificates",
+            get(api::certificates::list).post(api::certificates::upload),
+        )
+        .route(
+            "/api/v1/certificates/{id}",
+            get(api::certificates::get).delete(api::certificates::remove),
+        )
         .route(
             "/api/v1/settings",
             get(api::settings::get).put(api::settings::put),

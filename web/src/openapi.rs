@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use kokoa_store::OriginKind;
+use kokoa_store::pulled::{AgentPeer, Backend, EdgeCertificate, EdgePeer, OriginView};
 use serde_json::{json, Value};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToResponse, ToSchema};
@@ -65,6 +65,10 @@ use crate::api;
         api::dns::create,
         api::dns::list,
         api::dns::remove,
+        api::certificates::upload,
+        api::certificates::list,
+        api::certificates::get,
+        api::certificates::remove,
         api::settings::get,
         api::settings::put,
     ),
@@ -93,6 +97,7 @@ use crate::api;
         (name = "edge-nodes", description = "Public edges: registration, config pulls, listing"),
         (name = "agents", description = "Agents next to origins: registration, config pulls, listing"),
         (name = "dns", description = "Static DNS records"),
+        (name = "certificates", description = "TLS certificates the edges serve"),
         (name = "settings", description = "Cluster-wide settings"),
     )
 )]
@@ -351,13 +356,13 @@ pub struct EdgeConfigDoc {
     pub config_hash: String,
     /// True when this replica has not heard from a leader for 5 s.
     pub stale: bool,
-    pub edge: EdgePeerDoc,
+    pub edge: EdgePeer,
     /// Hostname -> backend, for every route.
-    pub routes: BTreeMap<String, BackendDoc>,
+    pub routes: BTreeMap<String, Backend>,
     pub hostnames: Vec<String>,
     /// Agents of tunnel origins.
-    pub peers: Vec<AgentPeerDoc>,
-    pub certificates: Vec<serde_json::Value>,
+    pub peers: Vec<AgentPeer>,
+    pub certificates: Vec<EdgeCertificate>,
     /// ACME HTTP-01 token -> key authorization.
     pub acme_http01: BTreeMap<String, String>,
 }
@@ -369,56 +374,14 @@ pub struct AgentConfigDoc {
     pub version: u64,
     pub config_hash: String,
     pub stale: bool,
-    pub agent: AgentPeerDoc,
-    pub origin: OriginViewDoc,
+    pub agent: AgentPeer,
+    pub origin: OriginView,
     /// Every edge to dial.
-    pub edges: Vec<EdgePeerDoc>,
+    pub edges: Vec<EdgePeer>,
     /// Hostname -> target, for this origin's routes only.
     pub routes: BTreeMap<String, String>,
     /// The only targets this agent may forward to.
     pub targets: Vec<String>,
-}
-
-/// Where an edge sends a hostname's requests.
-#[derive(Debug, ToSchema)]
-#[schema(as = Backend)]
-pub struct BackendDoc {
-    pub origin_id: String,
-    pub origin: String,
-    pub kind: OriginKind,
-    pub target: String,
-}
-
-/// An agent as edges see it: a WireGuard peer allowed only its own address.
-#[derive(Debug, ToSchema)]
-#[schema(as = AgentPeer)]
-pub struct AgentPeerDoc {
-    pub agent_id: String,
-    pub origin_id: String,
-    pub wg_public_key: String,
-    pub tunnel_ip: Option<String>,
-    pub allowed_ips: Vec<String>,
-}
-
-/// An edge as agents see it.
-#[derive(Debug, ToSchema)]
-#[schema(as = EdgePeer)]
-pub struct EdgePeerDoc {
-    pub id: String,
-    pub name: String,
-    pub public_ip: String,
-    pub wg_port: u16,
-    pub wg_public_key: String,
-    pub tunnel_ip: Option<String>,
-}
-
-/// An agent's origin.
-#[derive(Debug, ToSchema)]
-#[schema(as = OriginView)]
-pub struct OriginViewDoc {
-    pub id: String,
-    pub name: String,
-    pub subnet: Option<String>,
 }
 
 #[cfg(test)]

@@ -14,12 +14,15 @@ use axum::body::Bytes;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use kokoa_store::pulled::{
+    AgentConfig, AgentPeer, Backend, EdgeCertificate, EdgeConfig, EdgePeer, OriginView, Pulled,
+};
 use kokoa_store::state_db::StateReader;
-use kokoa_store::{OriginKind, StoreError};
+use kokoa_store::StoreError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::certs::Sealer;
 use crate::pull_cache::Built;
 use crate::{ApiContext, ApiError};
 
@@ -81,7 +84,7 @@ pub async fn wait_for_change(ctx: &ApiContext, q: &PullQuery) -> Result<bool, Ap
 
 /// Builds one edge's or agent's config (with the version it was read at) from a consistent
 /// read, or `None` when the record is gone.
-pub type ConfigBuilder<T> = fn(&StateReader, &str) -> Result<Option<(u64, T)>, StoreError>;
+pub type ConfigBuilder<T> = fn(&StateReader, &str, &Sealer) -> Result<Option<(u64, T)>, StoreError>;
 
 /// Serves one pull by edge or agent `id`: notes it as seen (in memory), waits as the long-poll
 /// rules say, then answers `build(state, id)` (404 `what` when the record is gone).
@@ -113,10 +116,13 @@ pub async fn serve_pull<T: Serialize + Send + 'static>(
         return Ok(json_bytes(body));
     }
     let (version, config) = ctx
-        .read_local(move |r| build(r, &id))
+        .read_local({
+            let sealer = ctx.sealer.clone();
+            move |r| build(r, &id, &sealer)
+        })
         .await?
         .ok_or_else(|| ApiError::not_found(what))?;
-    let body = serde_json::to_vec(&Pulled::new(version, config, stale)?)
+    let body = serde_json::to_vec(&pulled(version, config, stale)?)
         .map_err(|e| StoreError::Codec(e.to_string()))?;
     let body = Bytes::from(body);
     *built = Some(Built {
@@ -147,97 +153,16 @@ pub fn is_stale(ctx: &ApiContext) -> bool {
         .is_none_or(|age| age > STALE_AFTER)
 }
 
-/// A pulled config: the version it was read at, its hash, and the role's payload.
-#[derive(Debug, Serialize)]
-pub struct Pulled<T> {
-    pub version: u64,
-    pub config_hash: String,
-    pub stale: bool,
-    #[serde(flatten)]
-    pub config: T,
-}
-
-impl<T: Serialize> Pulled<T> {
-    pub fn new(version: u64, config: T, stale: bool) -> Result<Self, ApiError> {
-        let canonical =
-            serde_json::to_vec(&config).map_err(|e| StoreError::Codec(e.to_string()))?;
-        let config_hash = hex::encode(Sha256::digest(&canonical));
-        Ok(Pulled {
-            version,
-            config_hash,
-            stale,
-            config,
-        })
-    }
-
-    pub fn into_response(self) -> Response {
-        Json(self).into_response()
-    }
-}
-
-/// Where an edge sends a hostname's requests.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Backend {
-    pub origin_id: String,
-    pub origin: String,
-    pub kind: OriginKind,
-    pub target: String,
-}
-
-/// An agent as edges see it: a WireGuard peer allowed only its own address.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct AgentPeer {
-    pub agent_id: String,
-    pub origin_id: String,
-    pub wg_public_key: String,
-    pub tunnel_ip: Option<String>,
-    pub allowed_ips: Vec<String>,
-}
-
-/// An edge as agents see it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct EdgePeer {
-    pub id: String,
-    pub name: String,
-    pub public_ip: String,
-    pub wg_port: u16,
-    pub wg_public_key: String,
-    pub tunnel_ip: Option<String>,
-}
-
-/// Everything an edge needs.
-#[derive(Debug, Serialize)]
-pub struct EdgeConfig {
-    pub edge: EdgePeer,
-    /// Hostname -> backend, for every route.
-    pub routes: BTreeMap<String, Backend>,
-    pub hostnames: Vec<String>,
-    /// Agents of tunnel origins.
-    pub peers: Vec<AgentPeer>,
-    /// Filled by the certificates issue.
-    pub certificates: Vec<serde_json::Value>,
-    /// ACME HTTP-01 token -> key authorization (filled by the certificates issue).
-    pub acme_http01: BTreeMap<String, String>,
-}
-
-/// Everything an agent needs.
-#[derive(Debug, Serialize)]
-pub struct AgentConfig {
-    pub agent: AgentPeer,
-    pub origin: OriginView,
-    /// Every edge to dial.
-    pub edges: Vec<EdgePeer>,
-    /// Hostname -> target, for this origin's routes only.
-    pub routes: BTreeMap<String, String>,
-    /// The only targets this agent may forward to.
-    pub targets: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct OriginView {
-    pub id: String,
-    pub name: String,
-    pub subnet: Option<String>,
+/// Wraps `config` read at `version` with the hash of its JSON.
+fn pulled<T: Serialize>(version: u64, config: T, stale: bool) -> Result<Pulled<T>, ApiError> {
+    let canonical = serde_json::to_vec(&config).map_err(|e| StoreError::Codec(e.to_string()))?;
+    let config_hash = hex::encode(Sha256::digest(&canonical));
+    Ok(Pulled {
+        version,
+        config_hash,
+        stale,
+        config,
+    })
 }
 
 fn edge_peer(e: kokoa_store::EdgeNode) -> EdgePeer {
@@ -266,6 +191,7 @@ fn agent_peer(a: kokoa_store::Agent) -> AgentPeer {
 pub fn edge_config(
     r: &StateReader,
     edge_id: &str,
+    sealer: &Sealer,
 ) -> Result<Option<(u64, EdgeConfig)>, StoreError> {
     let Some(edge) = r.edge_node(edge_id)? else {
         return Ok(None);
@@ -283,6 +209,8 @@ pub fn edge_config(
                 origin: o.name.clone(),
                 kind: o.kind,
                 target: route.target,
+                rate_limit: route.rate_limit,
+                allow_http: route.allow_http,
             };
             routes.insert(route.hostname, backend);
         }
@@ -294,7 +222,7 @@ pub fn edge_config(
         routes,
         hostnames,
         peers,
-        certificates: Vec::new(),
+        certificates: edge_certificates(r, sealer)?,
         acme_http01: BTreeMap::new(),
     };
     Ok(Some((r.version()?, config)))
@@ -304,6 +232,7 @@ pub fn edge_config(
 pub fn agent_config(
     r: &StateReader,
     agent_id: &str,
+    _sealer: &Sealer,
 ) -> Result<Option<(u64, AgentConfig)>, StoreError> {
     let Some(agent) = r.agent(agent_id)? else {
         return Ok(None);
@@ -332,4 +261,25 @@ pub fn agent_config(
         targets: targets.into_iter().collect(),
     };
     Ok(Some((r.version()?, config)))
+}
+
+/// Every certificate with its key opened, for edges. One that cannot be opened (sealed under
+/// another cluster secret) is left out and logged: edges then serve the fallback for its names.
+fn edge_certificates(r: &StateReader, sealer: &Sealer) -> Result<Vec<EdgeCertificate>, StoreError> {
+    let mut out = Vec::new();
+    for c in r.certificates()? {
+        match sealer.open(&c.sealed_key) {
+            Ok(key_pem) => out.push(EdgeCertificate {
+                id: c.id,
+                names: c.names,
+                chain_pem: c.chain_pem,
+                key_pem,
+                not_after: c.not_after,
+            }),
+            Err(e) => {
+                tracing::error!(id = %c.id, error = %e, "certificate left out of edge configs")
+            }
+        }
+    }
+    Ok(out)
 }

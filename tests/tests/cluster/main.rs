@@ -4,6 +4,7 @@
 //! Build the binary first: `cargo build -p kokoa && cargo test -p kokoa-tests`.
 
 mod common;
+mod edge_common;
 mod fleet;
 
 mod bad_input;
@@ -11,6 +12,9 @@ mod cli;
 mod crash_burst;
 mod disk_full;
 mod dns_settings;
+mod edge_hostile;
+mod edge_resilience;
+mod edge_routing;
 mod failover;
 mod formation;
 mod membership;

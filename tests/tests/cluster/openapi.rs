@@ -46,6 +46,10 @@ const ROUTES: &[&str] = &[
     "GET /api/v1/dns/records",
     "POST /api/v1/dns/records",
     "DELETE /api/v1/dns/records/{id}",
+    "GET /api/v1/certificates",
+    "POST /api/v1/certificates",
+    "GET /api/v1/certificates/{id}",
+    "DELETE /api/v1/certificates/{id}",
     "GET /api/v1/settings",
     "PUT /api/v1/settings",
 ];

@@ -1,6 +1,7 @@
 //! The API's handlers, a module per resource, and the small helpers they share.
 
 pub mod agents;
+pub mod certificates;
 pub mod cluster;
 pub mod dns;
 pub mod edges;

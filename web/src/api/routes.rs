@@ -5,8 +5,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use kokoa_raft::Command;
-use kokoa_store::validate::{normalize_hostname, normalize_target, validate_id};
-use kokoa_store::Route;
+use kokoa_store::validate::{
+    normalize_hostname, normalize_target, validate_id, validate_rate_limit,
+};
+use kokoa_store::{RateLimit, Route};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -26,6 +28,11 @@ pub struct CreateRoute {
     /// `HOST:PORT` at the origin.
     #[schema(example = "127.0.0.1:8080")]
     pub target: String,
+    /// Per-client-IP request limit at the edges; absent: the edges' default (10/s, burst 20).
+    pub rate_limit: Option<RateLimit>,
+    /// Serve plain HTTP on port 80 instead of redirecting to HTTPS.
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 /// Publishes a hostname from an origin's target.
@@ -57,7 +64,12 @@ pub async fn create(
         origin_id: req.origin_id,
         target: normalize_target(&req.target)?,
         created_at: unix_now(),
+        rate_limit: req.rate_limit,
+        allow_http: req.allow_http,
     };
+    if let Some(limit) = &route.rate_limit {
+        validate_rate_limit(limit)?;
+    }
     let index = ctx.write(Command::CreateRoute(route.clone())).await?;
     Ok(committed(StatusCode::CREATED, index, Some(route)))
 }

@@ -302,6 +302,8 @@ pub async fn add_route(
         hostname: form.hostname.trim().to_string(),
         origin_id: form.origin_id.trim().to_string(),
         target: form.target.trim().to_string(),
+        rate_limit: None,
+        allow_http: false,
     };
     let route: kokoa_store::Route =
         match answer(api::routes::create(State(ctx.clone()), ApiJson(req)).await).await {

@@ -215,7 +215,9 @@ pub enum SessionState {
 }
 
 /// The request's session, with its admin token looked up: it must still exist, be usable now
-/// and be an admin token. An error means the lookup itself failed (the replica is unavailable).
+/// and be an admin token. The lookup follows a read barrier, so a revocation committed through
+/// any replica ends the session on every replica at once (UI pages are few; the barrier is
+/// cheap next to rendering). An error means the lookup itself failed (no leader reachable).
 pub async fn current(ctx: &ApiContext, headers: &HeaderMap) -> Result<SessionState, ApiError> {
     let Some(value) = cookie(headers, SESSION_COOKIE) else {
         return Ok(SessionState::None);
@@ -224,6 +226,7 @@ pub async fn current(ctx: &ApiContext, headers: &HeaderMap) -> Result<SessionSta
     let Some(session) = Session::parse(&ctx.cluster_secret, value, now) else {
         return Ok(SessionState::Ended);
     };
+    ctx.node.read_barrier().await?;
     match crate::auth::lookup_token(ctx, &session.token_id).await? {
         Some(token) if token.role == Role::Admin && token.usable_at(now).is_ok() => {
             Ok(SessionState::Active(session))

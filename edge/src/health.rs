@@ -1,0 +1,169 @@
+//! The edge's `GET /health` report (served for hosts the edge does not route, such as its IP):
+//! the config being served and how its pulls go, and whether each routed origin answered the
+//! edge's last dial. The control plane's health checks read it.
+
+use std::collections::BTreeMap;
+
+use hyper::body::Bytes;
+use kokoa_store::OriginKind;
+use serde::{Deserialize, Serialize};
+
+use crate::live::Live;
+use crate::upstream::OriginStatus;
+
+/// What `GET /health` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// Always `ok`: the edge is serving.
+    pub status: String,
+    pub edge_id: String,
+    /// The config version served (0: none yet).
+    pub version: u64,
+    /// Unix seconds of the last answer from a replica (0: never).
+    pub last_pulled: u64,
+    /// The replica that answered last.
+    pub control: Option<String>,
+    pub last_error: Option<String>,
+    /// Serving a config loaded from disk, not yet confirmed by a replica.
+    pub from_disk: bool,
+    /// Routed hostnames.
+    pub routes: usize,
+    /// Certificate names.
+    pub certificates: usize,
+    /// Origin id -> its state, for every routed origin.
+    pub origins: BTreeMap<String, OriginHealth>,
+}
+
+/// One routed origin, as the edge sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginHealth {
+    pub name: String,
+    pub kind: OriginKind,
+    /// The last dial's result; `null` until the edge dials it.
+    pub reachable: Option<bool>,
+    pub last_error: Option<String>,
+    /// Unix seconds of the last successful dial.
+    pub last_success: Option<u64>,
+}
+
+impl HealthReport {
+    pub fn to_json(&self) -> Bytes {
+        // Plain strings, numbers and maps always serialise.
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// The report for `live` now; `origin_status` gives an origin's dial results by id.
+pub fn report(live: &Live, origin_status: impl Fn(&str) -> Option<OriginStatus>) -> HealthReport {
+    let pull = live.status();
+    let routes = live.routes();
+    let mut origins = BTreeMap::new();
+    for route in routes.routes() {
+        let backend = &route.backend;
+        if origins.contains_key(&backend.origin_id) {
+            continue;
+        }
+        let status = origin_status(&backend.origin_id).unwrap_or_default();
+        origins.insert(
+            backend.origin_id.clone(),
+            OriginHealth {
+                name: backend.origin.clone(),
+                kind: backend.kind,
+                reachable: status.reachable,
+                last_error: status.last_error,
+                last_success: status.last_success,
+            },
+        );
+    }
+    HealthReport {
+        status: "ok".to_string(),
+        edge_id: live.edge_id.clone(),
+        version: routes.version,
+        last_pulled: pull.last_pulled,
+        control: pull.control,
+        last_error: pull.last_error,
+        from_disk: pull.from_disk,
+        routes: routes.len(),
+        certificates: live.certs().len(),
+        origins,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kokoa_store::pulled::{Backend, EdgeConfig, EdgePeer, Pulled};
+
+    fn backend(origin_id: &str, origin: &str, kind: OriginKind) -> Backend {
+        Backend {
+            origin_id: origin_id.into(),
+            origin: origin.into(),
+            kind,
+            target: "127.0.0.1:8080".into(),
+            rate_limit: None,
+            allow_http: false,
+        }
+    }
+
+    #[test]
+    fn reports_config_pulls_and_origins() {
+        let live = Live::new("e1".into());
+        let config = EdgeConfig {
+            edge: EdgePeer {
+                id: "e1".into(),
+                name: "edge".into(),
+                public_ip: "192.0.2.1".into(),
+                wg_port: 51820,
+                wg_public_key: String::new(),
+                tunnel_ip: None,
+            },
+            routes: [
+                ("a.example.com", backend("o1", "home", OriginKind::Direct)),
+                ("b.example.com", backend("o1", "home", OriginKind::Direct)),
+                ("c.example.com", backend("o2", "lab", OriginKind::Tunnel)),
+            ]
+            .into_iter()
+            .map(|(h, b)| (h.to_string(), b))
+            .collect(),
+            hostnames: Vec::new(),
+            peers: Vec::new(),
+            certificates: Vec::new(),
+            acme_http01: BTreeMap::new(),
+        };
+        live.install(&Pulled {
+            version: 9,
+            config_hash: String::new(),
+            stale: false,
+            config,
+        });
+        live.update_status(|s| {
+            s.last_pulled = 1_700_000_000;
+            s.control = Some("https://r1".into());
+        });
+        let report = report(&live, |id| {
+            (id == "o1").then(|| OriginStatus {
+                reachable: Some(true),
+                last_success: Some(1_700_000_001),
+                ..OriginStatus::default()
+            })
+        });
+        let json: serde_json::Value = serde_json::from_slice(&report.to_json()).expect("json");
+        assert_eq!(json["status"], "ok");
+        assert_eq!(json["edge_id"], "e1");
+        assert_eq!(json["version"], 9);
+        assert_eq!(json["last_pulled"], 1_700_000_000);
+        assert_eq!(json["control"], "https://r1");
+        assert_eq!(json["last_error"], serde_json::Value::Null);
+        assert_eq!(json["from_disk"], false);
+        assert_eq!(json["routes"], 3);
+        assert_eq!(json["certificates"], 0);
+        assert_eq!(json["origins"]["o1"]["name"], "home");
+        assert_eq!(json["origins"]["o1"]["kind"], "direct");
+        assert_eq!(json["origins"]["o1"]["reachable"], true);
+        assert_eq!(json["origins"]["o1"]["last_success"], 1_700_000_001);
+        assert_eq!(json["origins"]["o2"]["kind"], "tunnel");
+        assert_eq!(json["origins"]["o2"]["reachable"], serde_json::Value::Null);
+        let back: HealthReport = serde_json::from_value(json).expect("parse back");
+        assert_eq!(back, report);
+    }
+}
