@@ -85,6 +85,8 @@ pub struct RegisterEdge {
     pub public_ip: String,
     pub wg_public_key: String,
     pub wg_port: u16,
+    /// The plain HTTP listener's port, where the control plane probes `/health`.
+    pub http_port: u16,
 }
 
 #[derive(Debug, Deserialize)]

@@ -122,6 +122,7 @@ pub async fn run(opts: EdgeOptions, shutdown: CancellationToken) -> Result<(), E
                 public_ip: opts.public_ip.to_string(),
                 wg_public_key: keys.public_base64(),
                 wg_port: opts.wg_listen.port(),
+                http_port: http_addr.port(),
             };
             let r = control.register(token, &req, &shutdown).await?;
             r.save(&opts.data_dir)?;

@@ -104,6 +104,20 @@ pub struct ServerArgs {
     /// Lower bound of the election timeout in ms (heartbeats every sixth of it).
     #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u64).range(60..=60000))]
     pub election_timeout_ms: u64,
+    /// Serve the managed zones as an authoritative DNS server on this address (UDP and TCP;
+    /// port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub dns_listen: Option<SocketAddr>,
+    /// A DNS zone the cluster manages (repeatable); created in the replicated state at start.
+    #[arg(long = "dns-zone", value_name = "ZONE", value_parser = parse_zone)]
+    pub dns_zones: Vec<String>,
+}
+
+/// A zone name: lowercase, without a final dot.
+fn parse_zone(s: &str) -> Result<String, String> {
+    let zone = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    kokoa_store::validate::validate_zone(&zone).map_err(|e| e.to_string())?;
+    Ok(zone)
 }
 
 /// `kokoa edge`; its bootstrap token is the global `--token` (or KOKOA_TOKEN).

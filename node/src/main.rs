@@ -7,6 +7,7 @@ mod client;
 mod dev;
 mod edge;
 mod files;
+mod health;
 mod server;
 mod table;
 

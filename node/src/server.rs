@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use kokoa_raft::{Command, RaftNode, RaftOptions, ReplicaNode};
-use kokoa_store::{ReplicaInfo, Role};
+use kokoa_store::{DnsZone, ReplicaInfo, Role};
 use kokoa_web::auth::{new_token, unix_now, PresentedToken, TokenSpec};
 use kokoa_web::ApiContext;
 use tokio::net::{TcpListener, TcpSocket};
@@ -70,11 +70,24 @@ pub async fn run(args: ServerArgs, shutdown: CancellationToken) -> anyhow::Resul
         shutdown.clone(),
     ));
 
+    let dns_addr = match args.dns_listen {
+        Some(addr) => Some(start_dns(addr, &node, &tasks, &shutdown)?),
+        None => None,
+    };
+
     if args.init {
         node.initialize(initial_members(&args, api_addr, peer_addr))
             .await?;
     }
-    tracing::info!(id = args.id, "listening api={api_addr} peer={peer_addr}");
+    match dns_addr {
+        Some(dns) => {
+            tracing::info!(
+                id = args.id,
+                "listening api={api_addr} peer={peer_addr} dns={dns}"
+            )
+        }
+        None => tracing::info!(id = args.id, "listening api={api_addr} peer={peer_addr}"),
+    }
 
     if let (Some(url), Some(token)) = (&args.join, &args.join_token) {
         if !node.is_initialized().await? {
@@ -93,6 +106,14 @@ pub async fn run(args: ServerArgs, shutdown: CancellationToken) -> anyhow::Resul
     }
     tasks.spawn(record_api_addr(ctx.clone(), api_addr, shutdown.clone()));
     tasks.spawn(commit_last_seen(ctx.clone(), shutdown.clone()));
+    if !args.dns_zones.is_empty() {
+        tasks.spawn(ensure_dns_zones(
+            ctx.clone(),
+            args.dns_zones.clone(),
+            shutdown.clone(),
+        ));
+    }
+    tasks.spawn(crate::health::run(ctx.clone(), shutdown.clone()));
     if args.init {
         tasks.spawn(ensure_admin_token(
             ctx.clone(),
@@ -116,6 +137,50 @@ pub async fn run(args: ServerArgs, shutdown: CancellationToken) -> anyhow::Resul
         tracing::warn!("some connections did not close in time");
     }
     outcome
+}
+
+/// Binds the DNS sockets (one UDP socket per core) and starts answering from the local state.
+fn start_dns(
+    addr: SocketAddr,
+    node: &RaftNode,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let listeners = kokoa_dns::DnsListeners::bind(addr, cores).context("--dns-listen")?;
+    let bound = listeners.local_addr();
+    let service = kokoa_dns::DnsService::new();
+    tasks.spawn(kokoa_dns::follow_state(
+        node.state().clone(),
+        node.version_watch(),
+        service.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(listeners.serve(service, shutdown.clone()));
+    Ok(bound)
+}
+
+/// Makes sure every `--dns-zone` is a managed zone (retried until there is a leader).
+async fn ensure_dns_zones(ctx: ApiContext, zones: Vec<String>, shutdown: CancellationToken) {
+    for zone in zones {
+        retry_until_done(&shutdown, "create the DNS zone", || async {
+            let known = ctx.read_local(|r| r.dns_zones()).await?;
+            if known.iter().any(|z| z.name == zone) {
+                return Ok(());
+            }
+            let cmd = Command::CreateDnsZone(DnsZone {
+                name: zone.clone(),
+                created_at: unix_now(),
+            });
+            match ctx.write(cmd).await {
+                Ok(_) => Ok(()),
+                // Another replica created it first.
+                Err(e) if e.code == "name_taken" => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .await;
+    }
 }
 
 /// Binds a TCP listener with a deep accept queue: thousands of edges and agents reconnecting at

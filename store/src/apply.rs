@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::codec::{decode, encode};
 use crate::command::{Command, Outcome, Rejection};
 use crate::model::{
-    Agent, EdgeNode, Origin, OriginKind, ReplicaInfo, Route, Settings, Subject, Token,
+    Agent, DnsZone, EdgeHealth, EdgeNode, Origin, OriginKind, ReplicaInfo, Route, Settings,
+    Subject, Token,
 };
 use crate::tables::*;
 use crate::validate::Ipv4Net;
@@ -57,6 +58,8 @@ pub(crate) struct StateTables<'txn> {
     agents: Table<'txn, &'static str, &'static [u8]>,
     dns_records: Table<'txn, &'static str, &'static [u8]>,
     certificates: Table<'txn, &'static str, &'static [u8]>,
+    dns_zones: Table<'txn, &'static str, &'static [u8]>,
+    edge_health: Table<'txn, &'static str, &'static [u8]>,
     last_seen: Table<'txn, &'static str, u64>,
     meta: Table<'txn, &'static str, &'static [u8]>,
 }
@@ -75,6 +78,8 @@ impl<'txn> StateTables<'txn> {
             agents: tx.open_table(AGENTS)?,
             dns_records: tx.open_table(DNS_RECORDS)?,
             certificates: tx.open_table(CERTIFICATES)?,
+            dns_zones: tx.open_table(DNS_ZONES)?,
+            edge_health: tx.open_table(EDGE_HEALTH)?,
             last_seen: tx.open_table(LAST_SEEN)?,
             meta: tx.open_table(STATE_META)?,
         })
@@ -115,6 +120,7 @@ impl<'txn> StateTables<'txn> {
                 let applied = remove_existing(&mut self.edge_nodes, id.as_str())?;
                 if applied.changed {
                     self.forget(&Subject::Edge(id.clone()), id)?;
+                    self.edge_health.remove(id.as_str())?;
                 }
                 Ok(applied)
             }
@@ -144,6 +150,14 @@ impl<'txn> StateTables<'txn> {
                 }
                 Ok(applied)
             }
+            Command::SetEdgeHealth(health) => self.set_edge_health(health),
+            Command::CreateDnsZone(zone) => {
+                if get::<&str, DnsZone>(&self.dns_zones, zone.name.as_str())?.is_some() {
+                    return Ok(Applied::rejected(Rejection::NameTaken(zone.name.clone())));
+                }
+                insert_new(&mut self.dns_zones, zone.name.as_str(), zone)
+            }
+            Command::DeleteDnsZone { name } => remove_existing(&mut self.dns_zones, name.as_str()),
             Command::DeleteCertificate { id } => {
                 remove_existing(&mut self.certificates, id.as_str())
             }
@@ -367,6 +381,21 @@ impl StateTables<'_> {
         token.uses += 1;
         self.tokens.insert(id, encode(&token)?.as_slice())?;
         Ok(Ok(()))
+    }
+
+    /// Records a health transition of an existing edge; the same verdict again changes nothing
+    /// (no version bump), so a new leader re-committing what it found is harmless.
+    fn set_edge_health(&mut self, health: &EdgeHealth) -> Result<Applied, StoreError> {
+        if get::<&str, EdgeNode>(&self.edge_nodes, health.edge_id.as_str())?.is_none() {
+            return Ok(Applied::rejected(Rejection::NotFound));
+        }
+        let current = get::<&str, EdgeHealth>(&self.edge_health, health.edge_id.as_str())?;
+        if current.is_some_and(|c| c.healthy == health.healthy) {
+            return Ok(Applied::unchanged());
+        }
+        self.edge_health
+            .insert(health.edge_id.as_str(), encode(health)?.as_slice())?;
+        Ok(Applied::changed())
     }
 
     fn register_edge(

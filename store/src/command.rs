@@ -7,12 +7,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Agent, Certificate, DnsRecord, EdgeNode, Origin, ReplicaInfo, Route, Settings, Token,
+    Agent, Certificate, DnsRecord, DnsZone, EdgeHealth, EdgeNode, Origin, ReplicaInfo, Route,
+    Settings, Token,
 };
 use crate::validate::{
     normalize_dns_record, normalize_hostname, normalize_ip, normalize_target, validate_id,
-    validate_name, validate_pools, validate_rate_limit, validate_socket_addr, validate_wg_key,
-    ValidationError,
+    validate_name, validate_pools, validate_rate_limit, validate_settings, validate_socket_addr,
+    validate_wg_key, validate_zone, ValidationError,
 };
 
 /// A change to the replicated state, as carried in the raft log.
@@ -62,6 +63,12 @@ pub enum Command {
     CreateDnsRecord(DnsRecord),
     DeleteDnsRecord {
         id: String,
+    },
+    /// The health checker's verdict on an edge changed.
+    SetEdgeHealth(EdgeHealth),
+    CreateDnsZone(DnsZone),
+    DeleteDnsZone {
+        name: String,
     },
     /// Stores a certificate; it replaces (removes) `replaces` if that still exists, so a
     /// renewal swaps certificates in one step.
@@ -113,6 +120,9 @@ impl Command {
                 }
                 r.rate_limit.as_ref().map_or(Ok(()), validate_rate_limit)
             }
+            Command::SetEdgeHealth(h) => validate_id(&h.edge_id),
+            Command::CreateDnsZone(z) => validate_zone(&z.name),
+            Command::DeleteDnsZone { name } => validate_zone(name),
             Command::CreateCertificate {
                 certificate,
                 replaces,
@@ -173,7 +183,8 @@ impl Command {
                 Ok(())
             }
             Command::SetSettings(settings) => {
-                validate_pools(&settings.tunnel_pool, &settings.edge_pool)
+                validate_pools(&settings.tunnel_pool, &settings.edge_pool)?;
+                validate_settings(settings)
             }
             Command::RecordSeen { seen } => seen.iter().try_for_each(|(id, _)| validate_id(id)),
             Command::SetReplica(r) => validate_socket_addr(&r.api_addr),
@@ -224,6 +235,9 @@ impl Command {
             Command::DeleteAgent { .. } => "delete_agent",
             Command::CreateDnsRecord(_) => "create_dns_record",
             Command::DeleteDnsRecord { .. } => "delete_dns_record",
+            Command::SetEdgeHealth(_) => "set_edge_health",
+            Command::CreateDnsZone(_) => "create_dns_zone",
+            Command::DeleteDnsZone { .. } => "delete_dns_zone",
             Command::CreateCertificate { .. } => "create_certificate",
             Command::DeleteCertificate { .. } => "delete_certificate",
             Command::SetSettings(_) => "set_settings",

@@ -23,8 +23,8 @@ pub use command::{Command, Outcome, Rejection};
 pub use error::StoreError;
 pub use log_db::{LoadedLog, LogDb, LogWrite};
 pub use model::{
-    Agent, Certificate, DnsRecord, DnsType, EdgeNode, Origin, OriginKind, RateLimit, ReplicaInfo,
-    Role, Route, Settings, StateImage, Subject, Token,
+    Agent, Certificate, DnsRecord, DnsType, DnsZone, EdgeHealth, EdgeNode, Origin, OriginKind,
+    RateLimit, ReplicaInfo, Role, Route, Settings, StateImage, Subject, Token,
 };
 pub use snapshot_file::{SnapshotFile, StoredSnapshot};
 pub use state_db::{AppliedMeta, StateDb, StateReader};

@@ -169,9 +169,16 @@ pub struct EdgeNode {
     pub wg_public_key: String,
     /// UDP port of the edge's WireGuard endpoint on `public_ip`.
     pub wg_port: u16,
+    /// TCP port of the edge's plain HTTP listener on `public_ip` (where `/health` is probed).
+    #[serde(default = "default_http_port")]
+    pub http_port: u16,
     /// The edge's address inside the tunnels, from the edge pool (assigned at registration).
     pub tunnel_ip: Option<String>,
     pub created_at: u64,
+}
+
+fn default_http_port() -> u16 {
+    80
 }
 
 /// A process next to an origin's services that dials every edge over WireGuard.
@@ -214,6 +221,29 @@ pub struct DnsRecord {
     pub created_at: u64,
 }
 
+/// What the health checker last committed about an edge (only transitions are committed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EdgeHealth {
+    pub edge_id: String,
+    pub healthy: bool,
+    /// Unix seconds of the transition.
+    pub since: u64,
+    /// Why, in a few words (`3 failed probes: connection refused`, `2 good probes`).
+    pub reason: String,
+}
+
+/// A DNS zone the replicas answer for (authoritatively, with `--dns-listen`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DnsZone {
+    /// Normalised, without a final dot: `example.com`.
+    pub name: String,
+    pub created_at: u64,
+}
+
 /// Cluster-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -223,6 +253,50 @@ pub struct Settings {
     pub tunnel_pool: String,
     /// IPv4 pool that edges' tunnel addresses come from.
     pub edge_pool: String,
+    /// TTL (seconds) of the answers the built-in DNS makes (route and NS records).
+    #[serde(default = "defaults::dns_ttl")]
+    pub dns_ttl: u32,
+    /// Names of the zones' NS records (e.g. `ns1.example.net`); empty: `ns1`, `ns2`, ... inside
+    /// each zone, one per replica, with glue A records to the replicas' DNS addresses.
+    #[serde(default)]
+    pub dns_ns: Vec<String>,
+    /// Seconds between two health probes of an edge.
+    #[serde(default = "defaults::health_interval")]
+    pub health_interval_secs: u32,
+    /// Seconds a health probe may take.
+    #[serde(default = "defaults::health_timeout")]
+    pub health_timeout_secs: u32,
+    /// Consecutive failed probes that make an edge unhealthy.
+    #[serde(default = "defaults::health_fail_after")]
+    pub health_fail_after: u32,
+    /// Consecutive good probes that make it healthy again.
+    #[serde(default = "defaults::health_pass_after")]
+    pub health_pass_after: u32,
+    /// An edge that has not pulled its config for this many seconds is unhealthy.
+    #[serde(default = "defaults::edge_stale")]
+    pub edge_stale_secs: u32,
+}
+
+/// Defaults of [`Settings`], also used when a stored or sent settings object lacks a field.
+mod defaults {
+    pub fn dns_ttl() -> u32 {
+        30
+    }
+    pub fn health_interval() -> u32 {
+        5
+    }
+    pub fn health_timeout() -> u32 {
+        2
+    }
+    pub fn health_fail_after() -> u32 {
+        3
+    }
+    pub fn health_pass_after() -> u32 {
+        2
+    }
+    pub fn edge_stale() -> u32 {
+        180
+    }
 }
 
 impl Default for Settings {
@@ -230,6 +304,13 @@ impl Default for Settings {
         Settings {
             tunnel_pool: "100.96.0.0/12".into(),
             edge_pool: "100.64.0.0/16".into(),
+            dns_ttl: defaults::dns_ttl(),
+            dns_ns: Vec::new(),
+            health_interval_secs: defaults::health_interval(),
+            health_timeout_secs: defaults::health_timeout(),
+            health_fail_after: defaults::health_fail_after(),
+            health_pass_after: defaults::health_pass_after(),
+            edge_stale_secs: defaults::edge_stale(),
         }
     }
 }
@@ -255,6 +336,8 @@ pub struct StateImage {
     pub edge_nodes: Vec<EdgeNode>,
     pub agents: Vec<Agent>,
     pub dns_records: Vec<DnsRecord>,
+    pub dns_zones: Vec<DnsZone>,
+    pub edge_health: Vec<EdgeHealth>,
     pub certificates: Vec<Certificate>,
     pub settings: Settings,
     /// Last time (Unix seconds) each edge or agent was seen pulling, recorded coarsely.

@@ -16,8 +16,8 @@ use crate::apply::{get, StateTables};
 use crate::codec::{decode, encode};
 use crate::command::{Command, Outcome};
 use crate::model::{
-    Agent, Certificate, DnsRecord, EdgeNode, Origin, ReplicaInfo, Route, Settings, StateImage,
-    Token,
+    Agent, Certificate, DnsRecord, DnsZone, EdgeHealth, EdgeNode, Origin, ReplicaInfo, Route,
+    Settings, StateImage, Token,
 };
 use crate::tables::*;
 use crate::StoreError;
@@ -127,6 +127,8 @@ impl StateDb {
             EDGE_NODES,
             AGENTS,
             DNS_RECORDS,
+            DNS_ZONES,
+            EDGE_HEALTH,
             CERTIFICATES,
         ] {
             tx.delete_table(def)?;
@@ -144,6 +146,8 @@ impl StateDb {
         put_records(&tx, AGENTS, &image.agents, |a| &a.id)?;
         put_records(&tx, DNS_RECORDS, &image.dns_records, |r| &r.id)?;
         put_records(&tx, CERTIFICATES, &image.certificates, |c| &c.id)?;
+        put_records(&tx, DNS_ZONES, &image.dns_zones, |z| &z.name)?;
+        put_records(&tx, EDGE_HEALTH, &image.edge_health, |h| &h.edge_id)?;
         {
             let mut names = tx.open_table(ORIGIN_NAMES)?;
             for o in &image.origins {
@@ -200,6 +204,8 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(AGENTS)?;
     tx.open_table(DNS_RECORDS)?;
     tx.open_table(CERTIFICATES)?;
+    tx.open_table(DNS_ZONES)?;
+    tx.open_table(EDGE_HEALTH)?;
     tx.open_table(LAST_SEEN)?;
     Ok(())
 }
@@ -347,6 +353,8 @@ impl StateReader {
             agents: self.agents()?,
             dns_records: self.dns_records()?,
             certificates: self.certificates()?,
+            dns_zones: self.dns_zones()?,
+            edge_health: self.edge_health()?,
             settings: self.settings()?,
             last_seen: self.last_seen()?,
             replicas: self.replicas()?,
@@ -379,6 +387,16 @@ impl StateReader {
 
     pub fn dns_record(&self, id: &str) -> Result<Option<DnsRecord>, StoreError> {
         get(&self.tx.open_table(DNS_RECORDS)?, id)
+    }
+
+    /// Managed DNS zones, by name.
+    pub fn dns_zones(&self) -> Result<Vec<DnsZone>, StoreError> {
+        all(&self.tx, DNS_ZONES)
+    }
+
+    /// The last committed health of every edge that has one, by edge id.
+    pub fn edge_health(&self) -> Result<Vec<EdgeHealth>, StoreError> {
+        all(&self.tx, EDGE_HEALTH)
     }
 
     /// TLS certificates, by id.
@@ -553,6 +571,7 @@ mod tests {
                 public_ip: "203.0.113.7".into(),
                 wg_public_key: KEY.into(),
                 wg_port: 51820,
+                http_port: 80,
                 tunnel_ip: None,
                 created_at: 5,
             },
@@ -754,12 +773,20 @@ mod tests {
         let bad = Command::SetSettings(crate::Settings {
             tunnel_pool: "10.0.0.0/25".into(),
             edge_pool: "100.64.0.0/16".into(),
+            ..crate::Settings::default()
         });
         assert!(matches!(apply(&db, 2, &bad), Outcome::Rejected(_)));
         let good = Command::SetSettings(crate::Settings {
             tunnel_pool: "10.8.0.0/16".into(),
             edge_pool: "10.9.0.0/24".into(),
+            ..crate::Settings::default()
         });
+        let slow = Command::SetSettings(crate::Settings {
+            health_timeout_secs: 10,
+            health_interval_secs: 5,
+            ..crate::Settings::default()
+        });
+        assert!(matches!(apply(&db, 2, &slow), Outcome::Rejected(_)));
         assert_eq!(apply(&db, 3, &good), Outcome::Applied);
         apply(&db, 4, &origin("o1", "home"));
         assert_eq!(

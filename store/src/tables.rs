@@ -30,6 +30,9 @@ pub(crate) const EDGE_NODES: TableDefinition<&str, &[u8]> = TableDefinition::new
 pub(crate) const REPLICAS: TableDefinition<u64, &[u8]> = TableDefinition::new("replicas");
 pub(crate) const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
 pub(crate) const DNS_RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("dns_records");
+pub(crate) const DNS_ZONES: TableDefinition<&str, &[u8]> = TableDefinition::new("dns_zones");
+/// Edge id -> its last committed health.
+pub(crate) const EDGE_HEALTH: TableDefinition<&str, &[u8]> = TableDefinition::new("edge_health");
 pub(crate) const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("certificates");
 /// Edge or agent id -> last time (Unix seconds) it was seen pulling, recorded coarsely.
 pub(crate) const LAST_SEEN: TableDefinition<&str, u64> = TableDefinition::new("last_seen");

@@ -42,6 +42,8 @@ pub enum ValidationError {
     RateLimit(String),
     #[error("invalid certificate: {0}")]
     Certificate(String),
+    #[error("invalid settings: {0}")]
+    Settings(String),
 }
 
 impl ValidationError {
@@ -60,6 +62,7 @@ impl ValidationError {
             ValidationError::Ip(_) => "invalid_ip",
             ValidationError::RateLimit(_) => "invalid_rate_limit",
             ValidationError::Certificate(_) => "invalid_certificate",
+            ValidationError::Settings(_) => "invalid_settings",
         }
     }
 }
@@ -348,6 +351,48 @@ pub fn normalize_dns_record(
         }
     };
     Ok((name, value))
+}
+
+/// The DNS and health bounds of [`crate::Settings`]: a TTL of 1 s to a week, NS names that are
+/// hostnames (at most 8), probes every 1 to 3600 s taking at most as long as the interval,
+/// 1 to 100 probes to change a verdict, and a pull staleness bound of 10 s to a day.
+pub fn validate_settings(s: &crate::Settings) -> Result<(), ValidationError> {
+    let bad = |what: &str| Err(ValidationError::Settings(what.to_string()));
+    if !(1..=604_800).contains(&s.dns_ttl) {
+        return bad("dns_ttl must be 1 to 604800 seconds");
+    }
+    if s.dns_ns.len() > 8 {
+        return bad("at most 8 dns_ns names");
+    }
+    for name in &s.dns_ns {
+        if name.starts_with("*.") || &normalize_hostname(name)? != name {
+            return bad("dns_ns names must be lowercase hostnames without a wildcard");
+        }
+    }
+    if !(1..=3600).contains(&s.health_interval_secs) {
+        return bad("health_interval_secs must be 1 to 3600");
+    }
+    if s.health_timeout_secs == 0 || s.health_timeout_secs > s.health_interval_secs {
+        return bad("health_timeout_secs must be 1 to health_interval_secs");
+    }
+    if !(1..=100).contains(&s.health_fail_after) || !(1..=100).contains(&s.health_pass_after) {
+        return bad("health_fail_after and health_pass_after must be 1 to 100");
+    }
+    if !(10..=86_400).contains(&s.edge_stale_secs) {
+        return bad("edge_stale_secs must be 10 to 86400");
+    }
+    Ok(())
+}
+
+/// A zone name must be a hostname in normal form without a wildcard (`example.com`).
+pub fn validate_zone(name: &str) -> Result<(), ValidationError> {
+    if name.starts_with("*.") || normalize_hostname(name)? != name {
+        return Err(ValidationError::Hostname(
+            name.to_string(),
+            "a zone is a lowercase name without a wildcard or a final dot".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Most requests per second (and burst) a route's rate limit may name.

@@ -40,9 +40,9 @@ pub struct EdgeSpec {
     pub token: Option<String>,
     /// `--public-ip`, and the address every listener binds.
     pub ip: IpAddr,
-    /// `--http-listen IP:PORT` (0: any free port, a new one on every start).
+    /// `--http-listen IP:PORT` (0: any free port on the first start, kept for restarts).
     pub http_port: u16,
-    /// `--https-listen IP:PORT` (0: any free port, a new one on every start).
+    /// `--https-listen IP:PORT` (0: any free port on the first start, kept for restarts).
     pub https_port: u16,
     /// `--wg-listen IP:PORT` (registered; must not be 0).
     pub wg_port: u16,
@@ -164,11 +164,19 @@ impl Edge {
         self.http_addr = Some(http);
         self.https_addr = Some(https);
         self.id = Some(id);
+        // Keep the ports the first start got: the edge registered its HTTP port once (the health
+        // checker probes it there), so a restart must not move it.
+        if self.spec.http_port == 0 {
+            self.spec.http_port = http.port();
+        }
+        if self.spec.https_port == 0 {
+            self.spec.https_port = https.port();
+        }
         Ok(())
     }
 
-    /// Starts a stopped edge again with the same spec (data dir, name, address; ports chosen
-    /// afresh when the spec says 0) and waits until it serves.
+    /// Starts a stopped edge again with the same spec (data dir, name, address, and the ports
+    /// the first start got) and waits until it serves.
     pub async fn restart(&mut self) -> Result<(), StartError> {
         self.spawn();
         self.wait_ready().await

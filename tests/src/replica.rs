@@ -103,6 +103,7 @@ pub struct Replica {
     process: KokoaProcess,
     api_addr: Option<SocketAddr>,
     peer_addr: Option<SocketAddr>,
+    dns_addr: Option<SocketAddr>,
 }
 
 impl Replica {
@@ -119,6 +120,7 @@ impl Replica {
             process,
             api_addr: None,
             peer_addr: None,
+            dns_addr: None,
         };
         replica.spawn(true);
         replica
@@ -136,6 +138,7 @@ impl Replica {
             .spawn(&self.spec.args(first_start), &self.spec.env);
         self.api_addr = None;
         self.peer_addr = None;
+        self.dns_addr = None;
     }
 
     /// Waits (up to [`READY_TIMEOUT`]) for the line `listening api=ADDR peer=ADDR` written by
@@ -149,6 +152,7 @@ impl Replica {
             .ok_or_else(|| self.process.start_error(format!("unparsable line: {line}")))?;
         self.api_addr = Some(api);
         self.peer_addr = Some(peer);
+        self.dns_addr = parse_dns(&line);
         Ok(())
     }
 
@@ -177,6 +181,11 @@ impl Replica {
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer_addr
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], self.spec.peer_port)))
+    }
+
+    /// The DNS address (UDP and TCP) from the `listening` line, when it runs DNS (`--dns-listen`).
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns_addr
     }
 
     /// `http://IP:PORT`.
@@ -211,6 +220,12 @@ fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     Some((api.parse().ok()?, peer.parse().ok()?))
 }
 
+/// Parses the `dns=ADDR` of a `listening` line, if there is one.
+fn parse_dns(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("listening api=")? + "listening ".len()..];
+    field(rest, "dns")?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +237,10 @@ mod tests {
         assert_eq!(api.port(), 4000);
         assert_eq!(peer.port(), 4001);
         assert!(parse_listening("listening api=x peer=y").is_none());
+        assert_eq!(parse_dns(line).map(|a| a.port()), Some(53));
+        assert_eq!(
+            parse_dns("listening api=127.0.0.1:1 peer=127.0.0.1:2"),
+            None
+        );
     }
 }

@@ -177,6 +177,11 @@ pub fn router(ctx: ApiContext) -> Router {
         )
         .route("/api/v1/dns/records/{id}", delete(api::dns::remove))
         .route(
+            "/api/v1/dns/zones",
+            get(api::zones::list).post(api::zones::create),
+        )
+        .route("/api/v1/dns/zones/{name}", delete(api::zones::remove))
+        .route(
             "/api/v1/certificates",
             get(api::certificates::list).post(api::certificates::upload),
         )

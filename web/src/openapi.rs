@@ -65,6 +65,9 @@ use crate::api;
         api::dns::create,
         api::dns::list,
         api::dns::remove,
+        api::zones::create,
+        api::zones::list,
+        api::zones::remove,
         api::certificates::upload,
         api::certificates::list,
         api::certificates::get,
@@ -96,7 +99,7 @@ use crate::api;
         (name = "state", description = "The whole replicated state"),
         (name = "edge-nodes", description = "Public edges: registration, config pulls, listing"),
         (name = "agents", description = "Agents next to origins: registration, config pulls, listing"),
-        (name = "dns", description = "Static DNS records"),
+        (name = "dns", description = "Static DNS records and managed zones"),
         (name = "certificates", description = "TLS certificates the edges serve"),
         (name = "settings", description = "Cluster-wide settings"),
     )

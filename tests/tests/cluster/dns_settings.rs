@@ -201,7 +201,17 @@ async fn dns_records_are_validated_listed_and_deleted() {
 async fn tunnel_subnets_come_from_the_pool_in_the_settings() {
     let cluster = Cluster::start(3).await;
     let admin = cluster.client(0);
-    let defaults = json!({ "tunnel_pool": "100.96.0.0/12", "edge_pool": "100.64.0.0/16" });
+    let defaults = json!({
+        "tunnel_pool": "100.96.0.0/12",
+        "edge_pool": "100.64.0.0/16",
+        "dns_ttl": 30,
+        "dns_ns": [],
+        "health_interval_secs": 5,
+        "health_timeout_secs": 2,
+        "health_fail_after": 3,
+        "health_pass_after": 2,
+        "edge_stale_secs": 180,
+    });
     assert_eq!(settings(&cluster, 1).await, defaults, "default settings");
 
     // Tunnel origins take /24s in order; direct ones take none; a freed /24 is given out again.
@@ -312,9 +322,13 @@ async fn tunnel_subnets_come_from_the_pool_in_the_settings() {
     expect_status(&format!("PUT /api/v1/settings {new}"), &response, 200, None);
     wait_applied_everywhere(&cluster, response.write_index().expect("index of the PUT")).await;
     for i in 0..3 {
+        // Fields left out of a PUT take their defaults.
+        let mut expected = defaults.clone();
+        expected["tunnel_pool"] = new["tunnel_pool"].clone();
+        expected["edge_pool"] = new["edge_pool"].clone();
         assert_eq!(
             settings(&cluster, i).await,
-            new,
+            expected,
             "replica {}",
             cluster.replica(i).id()
         );

@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::Json;
 use kokoa_raft::Command;
 use kokoa_store::validate::normalize_ip;
-use kokoa_store::{EdgeNode, Role, Subject};
+use kokoa_store::{EdgeHealth, EdgeNode, Role, Subject};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -38,6 +38,14 @@ pub struct RegisterEdge {
     #[serde(default = "default_wg_port")]
     #[schema(default = 51820, minimum = 1, maximum = 65535)]
     pub wg_port: u16,
+    /// TCP port of the edge's plain HTTP listener (the health checker probes `/health` there).
+    #[serde(default = "default_http_port")]
+    #[schema(default = 80, minimum = 1, maximum = 65535)]
+    pub http_port: u16,
+}
+
+fn default_http_port() -> u16 {
+    80
 }
 
 fn default_wg_port() -> u16 {
@@ -83,10 +91,10 @@ pub async fn register(
             "this is an edge's own token; register with a bootstrap edge token",
         ));
     }
-    if req.wg_port == 0 {
+    if req.wg_port == 0 || req.http_port == 0 {
         return Err(ApiError::bad_request(
             "invalid_port",
-            "wg_port must be 1 to 65535",
+            "wg_port and http_port must be 1 to 65535",
         ));
     }
     let id = new_id("e");
@@ -102,6 +110,7 @@ pub async fn register(
         public_ip: normalize_ip(&req.public_ip)?,
         wg_public_key: req.wg_public_key,
         wg_port: req.wg_port,
+        http_port: req.http_port,
         tunnel_ip: None,
         created_at: now,
     };
@@ -133,8 +142,32 @@ pub struct EdgeView {
     pub edge: EdgeNode,
     /// Unix seconds of the last config pull seen (by this replica, or committed).
     pub last_seen: Option<u64>,
-    /// Set by the health checker (coming with the DNS/health issue): `unknown` until then.
+    /// The health checker's last committed verdict: `healthy`, `unhealthy`, or `unknown`
+    /// before its first.
+    #[schema(example = "healthy")]
     pub health: &'static str,
+    /// Unix seconds of the last health transition.
+    pub health_since: Option<u64>,
+    /// Why (`3 failed probes: ...`, `2 good probes`, `stopped pulling config`).
+    pub health_reason: Option<String>,
+}
+
+impl EdgeView {
+    fn new(edge: EdgeNode, last_seen: Option<u64>, health: Option<EdgeHealth>) -> Self {
+        let label = match &health {
+            Some(h) if h.healthy => "healthy",
+            Some(_) => "unhealthy",
+            None => "unknown",
+        };
+        let (since, reason) = health.map(|h| (h.since, h.reason)).unzip();
+        EdgeView {
+            edge,
+            last_seen,
+            health: label,
+            health_since: since,
+            health_reason: reason,
+        }
+    }
 }
 
 /// The edges, with when they last pulled and their health.
@@ -153,16 +186,20 @@ pub async fn list(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
 ) -> Result<Json<Items<EdgeView>>, ApiError> {
-    let (edges, seen) = ctx
-        .read(mode, |r| Ok((r.edge_nodes()?, r.last_seen()?)))
+    let (edges, seen, health) = ctx
+        .read(mode, |r| {
+            Ok((r.edge_nodes()?, r.last_seen()?, r.edge_health()?))
+        })
         .await?;
     let seen: HashMap<String, u64> = seen.into_iter().collect();
+    let mut health: HashMap<String, EdgeHealth> =
+        health.into_iter().map(|h| (h.edge_id.clone(), h)).collect();
     let items = edges
         .into_iter()
-        .map(|edge| EdgeView {
-            last_seen: last_seen(&ctx, &seen, &edge.id),
-            edge,
-            health: "unknown",
+        .map(|edge| {
+            let seen = last_seen(&ctx, &seen, &edge.id);
+            let health = health.remove(&edge.id);
+            EdgeView::new(edge, seen, health)
         })
         .collect();
     Ok(Json(Items { items }))

@@ -11,6 +11,7 @@ pub mod routes;
 pub mod settings;
 pub mod state;
 pub mod tokens;
+pub mod zones;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -1,11 +1,11 @@
-//! `/api/v1/settings`: cluster-wide settings (the tunnel and edge address pools).
+//! `/api/v1/settings`: cluster-wide settings (address pools, DNS answers, edge health checks).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use kokoa_raft::Command;
-use kokoa_store::validate::validate_pools;
+use kokoa_store::validate::{validate_pools, validate_settings};
 use kokoa_store::Settings;
 
 use super::committed;
@@ -49,6 +49,7 @@ pub async fn put(
     ApiJson(settings): ApiJson<Settings>,
 ) -> Result<Response, ApiError> {
     validate_pools(&settings.tunnel_pool, &settings.edge_pool)?;
+    validate_settings(&settings)?;
     let index = ctx.write(Command::SetSettings(settings.clone())).await?;
     Ok(committed(StatusCode::OK, index, Some(settings)))
 }

@@ -404,6 +404,14 @@ fn edges_section(d: &Dashboard) -> String {
             "unhealthy" => badge("bad", "unhealthy"),
             other => badge("", other),
         };
+        let health = match (e.health_since, &e.health_reason) {
+            (Some(since), Some(reason)) => format!(
+                "{health}<br><span class=\"muted\">{} · {}</span>",
+                escape(reason),
+                ago(d.now, since)
+            ),
+            _ => health,
+        };
         let seen = e
             .last_seen
             .map_or_else(|| badge("warn", "never"), |t| ago(d.now, t));

@@ -1,0 +1,26 @@
+//! Kokoa's built-in authoritative DNS. Every replica answers for the managed zones from its own
+//! replicated state, so all replicas give the same answers.
+//!
+//! - [`snapshot`]: `ZoneSnapshot`, the immutable records of every managed zone at one state
+//!   version (SOA serial = version, NS, route hostnames → edge IPs with fail-open health,
+//!   static records), and the lookup rules over it.
+//! - [`handler`]: `SnapshotZone`, the hickory `ZoneHandler` of one zone, reading the snapshot.
+//! - [`catalog`]: `DnsService`, the swapped snapshot and hickory `Catalog` (a `RequestHandler`).
+//! - [`feed`]: `follow_state`, which republishes the snapshot on every state version.
+//! - [`listener`]: `DnsListeners`, UDP (`SO_REUSEPORT`, one socket per core) and TCP sockets.
+//!
+//! hickory's `Catalog` and `Server` do the protocol work: REFUSED outside the zones, EDNS,
+//! truncation over UDP, TCP framing and malformed packets.
+
+pub mod catalog;
+pub mod error;
+pub mod feed;
+pub mod handler;
+pub mod listener;
+pub mod snapshot;
+
+pub use catalog::DnsService;
+pub use error::DnsError;
+pub use feed::{follow_state, read_view};
+pub use listener::DnsListeners;
+pub use snapshot::{Answer, StateView, ZoneSnapshot};

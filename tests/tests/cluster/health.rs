@@ -1,0 +1,484 @@
+//! Edge health checks with real processes: the leader probes every edge's `/health`, a frozen
+//! edge (SIGSTOP) turns unhealthy on every replica and comes back after good probes (SIGCONT),
+//! only transitions are committed, a new leader takes the checks over, and every edge stopped
+//! shows every edge unhealthy.
+//!
+//! Every replica also runs the built-in DNS, queried with kdig: a route hostname's A records
+//! leave out the frozen edge on every replica within 15 s and take it back after it recovers,
+//! every edge stopped answers with all of them (fail open), and while a new leader takes over
+//! every replica gives the same answer at the same SOA serial (state version).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use kokoa_tests::{wait_until_ok, Cluster, Edge};
+use serde_json::{json, Value};
+
+use crate::common::{items, retry_write};
+use crate::dns::dns_addr;
+use crate::dns_client::dig_at_serial;
+use crate::fleet::{new_origin, new_route};
+
+/// The bound the issue sets on noticing a frozen edge (3 probes of 1 s with a 1 s timeout).
+const NOTICE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the first verdicts (or a return after good probes) may take.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// What every replica logs when its checker commits a transition.
+const TRANSITION_LOG: &str = "edge health changed";
+/// What a replica logs when it becomes leader and starts checking.
+const CHECKS_START_LOG: &str = "leading: health checks start";
+/// The zone every replica serves (`--dns-zone`) and a route hostname inside it.
+const ZONE: &str = "health.test";
+const HOST: &str = "app.health.test";
+
+/// Probes every second with a 1 s timeout (settings through replica 0).
+async fn fast_checks(cluster: &Cluster) {
+    let admin = cluster.client(0);
+    let current = admin.get("/api/v1/settings").await.expect("GET settings");
+    assert_eq!(current.status.as_u16(), 200, "{}", current.json);
+    let mut body = current.json.clone();
+    body["health_interval_secs"] = json!(1);
+    body["health_timeout_secs"] = json!(1);
+    retry_write("PUT /api/v1/settings (fast health checks)", |_| {
+        admin.put_json("/api/v1/settings", &body)
+    })
+    .await;
+}
+
+/// A cluster of three serving `ZONE` on DNS, with fast checks, a route for `HOST` and `n`
+/// edges.
+async fn start(n: usize) -> (Cluster, Vec<Edge>) {
+    let cluster =
+        Cluster::start_with(3, &["--dns-listen", "127.0.0.1:0", "--dns-zone", ZONE]).await;
+    fast_checks(&cluster).await;
+    let admin = cluster.client(0);
+    let origin = new_origin(&admin, "home", "direct").await;
+    let origin_id = origin["id"].as_str().expect("origin id");
+    new_route(&admin, HOST, origin_id, "127.0.0.1:9").await;
+    let mut edges = Vec::new();
+    for i in 0..n {
+        edges.push(cluster.start_edge(&format!("edge-{}", i + 1)).await);
+    }
+    (cluster, edges)
+}
+
+/// `GET /api/v1/edge-nodes` on replica `i`: edge id → the whole entry.
+async fn edge_list(
+    cluster: &Cluster,
+    i: usize,
+    stale: bool,
+) -> Result<BTreeMap<String, Value>, String> {
+    let path = if stale {
+        "/api/v1/edge-nodes?stale=true"
+    } else {
+        "/api/v1/edge-nodes"
+    };
+    let response = cluster
+        .client(i)
+        .get(path)
+        .await
+        .map_err(|e| format!("replica {i}: {e}"))?;
+    if response.status.as_u16() != 200 {
+        return Err(format!(
+            "replica {i}: {} {}",
+            response.status, response.json
+        ));
+    }
+    Ok(items(&response.json)
+        .into_iter()
+        .map(|e| (e["id"].as_str().unwrap_or_default().to_string(), e))
+        .collect())
+}
+
+/// Waits until every running replica, with linearizable and stale reads, shows each edge's
+/// health as `want` says (edge id → `healthy`/`unhealthy`); returns one replica's list.
+async fn wait_health(
+    cluster: &Cluster,
+    want: &BTreeMap<String, &str>,
+    timeout: Duration,
+) -> BTreeMap<String, Value> {
+    let what = format!("edge health {want:?} on every replica");
+    wait_until_ok(&what, timeout, || async {
+        let mut last = BTreeMap::new();
+        for i in cluster.running() {
+            for stale in [true, false] {
+                let list = edge_list(cluster, i, stale).await?;
+                let seen: BTreeMap<String, &str> = list
+                    .iter()
+                    .map(|(id, e)| (id.clone(), e["health"].as_str().unwrap_or("?")))
+                    .collect();
+                if &seen != want {
+                    return Err(format!("replica {i} (stale={stale}): {seen:?}"));
+                }
+                last = list;
+            }
+        }
+        Ok(last)
+    })
+    .await
+}
+
+/// Edge ids → `health` for every edge, `sick` ones unhealthy.
+fn expect(edges: &[Edge], sick: &[usize]) -> BTreeMap<String, &'static str> {
+    edges
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let health = if sick.contains(&i) {
+                "unhealthy"
+            } else {
+                "healthy"
+            };
+            (e.id().to_string(), health)
+        })
+        .collect()
+}
+
+/// The public IPs of `edges[which]`, sorted as [`Dig::data`] sorts them.
+///
+/// [`Dig::data`]: crate::dns_client::Dig::data
+fn ips(edges: &[Edge], which: &[usize]) -> Vec<String> {
+    let mut out: Vec<String> = which.iter().map(|&i| edges[i].ip().to_string()).collect();
+    out.sort();
+    out
+}
+
+/// Every running replica's DNS answer for `HOST` A: replica → (SOA serial, sorted addresses).
+type Round = BTreeMap<usize, (u64, Vec<String>)>;
+
+/// One kdig round over every running replica; `Err` when one gives no usable answer (yet).
+async fn dns_round(cluster: &Cluster) -> Result<Round, String> {
+    let mut round = Round::new();
+    for i in cluster.running() {
+        let (serial, answer) = dig_at_serial(dns_addr(cluster, i), ZONE, HOST, "A", &[]).await?;
+        if answer.status != "NOERROR" || !answer.has_flag("aa") {
+            return Err(format!("replica {i}: {HOST} A: {}", answer.raw));
+        }
+        round.insert(i, (serial, answer.data("A")));
+    }
+    Ok(round)
+}
+
+/// Waits until every running replica answers `HOST` A with exactly `want`, at a serial of at
+/// least `min_serial`; returns the time it took and the last round.
+async fn wait_dns(
+    cluster: &Cluster,
+    want: &[String],
+    min_serial: u64,
+    timeout: Duration,
+) -> (Duration, Round) {
+    let started = Instant::now();
+    let what = format!("{HOST} A = {want:?} (serial >= {min_serial}) on every replica");
+    let round = wait_until_ok(&what, timeout, || async {
+        let round = dns_round(cluster).await?;
+        for (i, (serial, got)) in &round {
+            if got != want || *serial < min_serial {
+                return Err(format!("replica {i}: serial {serial}: {got:?}"));
+            }
+        }
+        Ok(round)
+    })
+    .await;
+    (started.elapsed(), round)
+}
+
+/// The highest state version (SOA serial) any running replica has applied.
+async fn state_version(cluster: &Cluster) -> u64 {
+    let mut version = 0;
+    for i in cluster.running() {
+        let state = cluster
+            .local_state(i)
+            .await
+            .unwrap_or_else(|e| panic!("state of replica {i}: {e}"));
+        version = version.max(state["version"].as_u64().expect("a state version"));
+    }
+    version
+}
+
+/// Every answer seen, by SOA serial: replicas at the same state version must answer alike.
+#[derive(Default)]
+struct History {
+    /// serial → (the answer, the replicas that gave it).
+    by_serial: BTreeMap<u64, (Vec<String>, BTreeSet<usize>)>,
+    rounds: usize,
+}
+
+impl History {
+    /// Records a round; panics when `allowed` rejects an answer or two replicas answered
+    /// differently at the same serial.
+    fn record(&mut self, round: &Round, allowed: &[&[String]]) {
+        self.rounds += 1;
+        for (&i, (serial, got)) in round {
+            assert!(
+                allowed.iter().any(|a| a == got),
+                "replica {i} answered {got:?} at serial {serial}; allowed: {allowed:?}"
+            );
+            let (first, seen) = self
+                .by_serial
+                .entry(*serial)
+                .or_insert_with(|| (got.clone(), BTreeSet::new()));
+            assert_eq!(
+                first, got,
+                "replica {i} and replicas {seen:?} answered differently at serial {serial}"
+            );
+            seen.insert(i);
+        }
+    }
+
+    /// How many serials were answered by more than one replica (what was compared).
+    fn shared(&self) -> usize {
+        self.by_serial.values().filter(|(_, r)| r.len() > 1).count()
+    }
+}
+
+/// Samples every running replica's DNS, recording each round in `history` (every answer one
+/// of `allowed`), until `done` accepts a round and at least `at_least` has passed.
+///
+/// # Panics
+/// When `timeout` passes first, naming `what`.
+async fn watch(
+    cluster: &Cluster,
+    history: &mut History,
+    allowed: &[&[String]],
+    what: &str,
+    at_least: Duration,
+    timeout: Duration,
+    done: impl Fn(&Round) -> Result<(), String>,
+) -> Round {
+    let started = Instant::now();
+    loop {
+        let last = match dns_round(cluster).await {
+            Ok(round) => {
+                history.record(&round, allowed);
+                match done(&round) {
+                    Ok(()) if started.elapsed() >= at_least => return round,
+                    Ok(()) => "not long enough yet".to_string(),
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}; last: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every replica of `round` at the same serial with the answer `want`.
+fn converged(round: &Round, want: &[String]) -> Result<(), String> {
+    let serials: BTreeSet<u64> = round.values().map(|(s, _)| *s).collect();
+    if serials.len() != 1 || round.values().any(|(_, got)| got != want) {
+        return Err(format!("not converged on {want:?}: {round:?}"));
+    }
+    Ok(())
+}
+
+/// How many transitions replica `i`'s checker committed (its log lines).
+fn transitions(cluster: &Cluster, i: usize) -> usize {
+    cluster.replica(i).log().matches(TRANSITION_LOG).count()
+}
+
+fn all_transitions(cluster: &Cluster) -> usize {
+    (0..cluster.len()).map(|i| transitions(cluster, i)).sum()
+}
+
+/// Every non-empty subset of the edges' IPs (what DNS may answer while verdicts change).
+fn any_nonempty(edges: &[Edge]) -> Vec<Vec<String>> {
+    (1..1usize << edges.len())
+        .map(|mask| {
+            let which: Vec<usize> = (0..edges.len()).filter(|i| mask & (1 << i) != 0).collect();
+            ips(edges, &which)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_frozen_edge_turns_unhealthy_everywhere_and_comes_back() {
+    let (cluster, edges) = start(3).await;
+    let all = ips(&edges, &[0, 1, 2]);
+    wait_health(&cluster, &expect(&edges, &[]), SETTLE_TIMEOUT).await;
+    wait_dns(&cluster, &all, 0, SETTLE_TIMEOUT).await;
+    // Only transitions are written: one per edge so far, however many probes ran.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        all_transitions(&cluster),
+        3,
+        "one commit per edge becoming healthy"
+    );
+
+    // Within 15 s of SIGSTOP no replica answers with the frozen edge's address.
+    let stopped = Instant::now();
+    edges[1].sigstop();
+    let rest = ips(&edges, &[0, 2]);
+    wait_dns(&cluster, &rest, 0, NOTICE_TIMEOUT).await;
+    let out_of_dns = stopped.elapsed();
+    let list = wait_health(&cluster, &expect(&edges, &[1]), NOTICE_TIMEOUT).await;
+    eprintln!(
+        "the frozen edge was out of every replica's DNS after {out_of_dns:?}, \
+         unhealthy in every API after {:?}",
+        stopped.elapsed()
+    );
+    assert!(out_of_dns <= NOTICE_TIMEOUT, "took {out_of_dns:?}");
+    let sick = &list[edges[1].id()];
+    let reason = sick["health_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("3 failed probes"), "reason: {sick}");
+    assert!(sick["health_since"].as_u64().is_some(), "since: {sick}");
+    assert_eq!(list[edges[0].id()]["health_reason"], "2 good probes");
+
+    // SIGCONT: 2 good probes commit its return, and every replica answers with it again.
+    let resumed = Instant::now();
+    edges[1].sigcont();
+    let list = wait_health(&cluster, &expect(&edges, &[]), NOTICE_TIMEOUT).await;
+    assert_eq!(list[edges[1].id()]["health_reason"], "2 good probes");
+    let version = state_version(&cluster).await;
+    wait_dns(&cluster, &all, version, NOTICE_TIMEOUT).await;
+    eprintln!(
+        "the resumed edge was back in every replica's DNS after {:?}",
+        resumed.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        all_transitions(&cluster),
+        5,
+        "down and up again: two more commits"
+    );
+}
+
+#[tokio::test]
+async fn every_edge_stopped_is_unhealthy_and_all_come_back() {
+    let (cluster, edges) = start(3).await;
+    let all = ips(&edges, &[0, 1, 2]);
+    wait_health(&cluster, &expect(&edges, &[]), SETTLE_TIMEOUT).await;
+    wait_dns(&cluster, &all, 0, SETTLE_TIMEOUT).await;
+    for edge in &edges {
+        edge.sigstop();
+    }
+    wait_health(&cluster, &expect(&edges, &[0, 1, 2]), NOTICE_TIMEOUT).await;
+    // Fail open: once every replica has applied the last verdict, all the addresses come back;
+    // no replica ever answers with none while the verdicts land one by one.
+    let version = state_version(&cluster).await;
+    let subsets = any_nonempty(&edges);
+    let allowed: Vec<&[String]> = subsets.iter().map(Vec::as_slice).collect();
+    let mut history = History::default();
+    watch(
+        &cluster,
+        &mut history,
+        &allowed,
+        "every edge's address at the all-unhealthy version on every replica",
+        Duration::ZERO,
+        SETTLE_TIMEOUT,
+        |round| {
+            converged(round, &all)?;
+            match round.values().next() {
+                Some((serial, _)) if *serial >= version => Ok(()),
+                other => Err(format!("serial {other:?} below {version}")),
+            }
+        },
+    )
+    .await;
+
+    for edge in &edges {
+        edge.sigcont();
+    }
+    wait_health(&cluster, &expect(&edges, &[]), NOTICE_TIMEOUT).await;
+    let version = state_version(&cluster).await;
+    wait_dns(&cluster, &all, version, NOTICE_TIMEOUT).await;
+}
+
+#[tokio::test]
+async fn a_new_leader_keeps_checking() {
+    let (mut cluster, edges) = start(3).await;
+    let all = ips(&edges, &[0, 1, 2]);
+    let rest = ips(&edges, &[1, 2]);
+    wait_health(&cluster, &expect(&edges, &[]), SETTLE_TIMEOUT).await;
+    wait_dns(&cluster, &all, 0, SETTLE_TIMEOUT).await;
+    edges[0].sigstop();
+    wait_health(&cluster, &expect(&edges, &[0]), NOTICE_TIMEOUT).await;
+    wait_dns(&cluster, &rest, 0, NOTICE_TIMEOUT).await;
+
+    let old = cluster.wait_for_leader(None).await;
+    let starts =
+        |cluster: &Cluster, i: usize| cluster.replica(i).log().matches(CHECKS_START_LOG).count();
+    let started_before: Vec<usize> = (0..cluster.len()).map(|i| starts(&cluster, i)).collect();
+    let committed_before: Vec<usize> = (0..cluster.len())
+        .map(|i| transitions(&cluster, i))
+        .collect();
+    cluster.replica_mut(old).kill9();
+    // Through the election and after, every surviving replica keeps the frozen edge out of DNS
+    // and answers alike at each serial; a new leader starts checking.
+    let mut history = History::default();
+    watch(
+        &cluster,
+        &mut history,
+        &[&rest],
+        "a new leader to start checking",
+        Duration::ZERO,
+        SETTLE_TIMEOUT,
+        |_| {
+            cluster
+                .running()
+                .into_iter()
+                .any(|i| starts(&cluster, i) > started_before[i])
+                .then_some(())
+                .ok_or_else(|| format!("no survivor logged {CHECKS_START_LOG:?} yet"))
+        },
+    )
+    .await;
+    let new = cluster.wait_for_leader(Some(old)).await;
+    assert!(
+        starts(&cluster, new) > started_before[new],
+        "the new leader {new} did not start checking"
+    );
+    // It starts counting afresh but commits no change: the edge is still frozen.
+    let before = committed_before[new];
+    // Long enough for 3 failed probes at 1 s: a wrong verdict would have landed by then.
+    watch(
+        &cluster,
+        &mut history,
+        &[&rest],
+        "a few probe rounds of the new leader",
+        Duration::from_secs(4),
+        SETTLE_TIMEOUT,
+        |_| Ok(()),
+    )
+    .await;
+    wait_health(&cluster, &expect(&edges, &[0]), NOTICE_TIMEOUT).await;
+    assert_eq!(
+        transitions(&cluster, new),
+        before,
+        "the new leader re-committed a verdict"
+    );
+
+    // SIGCONT: the new leader commits the return; every replica answers with it again.
+    edges[0].sigcont();
+    let round = watch(
+        &cluster,
+        &mut history,
+        &[&rest, &all],
+        "every surviving replica to answer every edge again at one serial",
+        Duration::ZERO,
+        NOTICE_TIMEOUT,
+        |round| converged(round, &all),
+    )
+    .await;
+    wait_health(&cluster, &expect(&edges, &[]), NOTICE_TIMEOUT).await;
+    let log = cluster.replica(new).log();
+    assert!(
+        log.lines().any(|l| l.contains(TRANSITION_LOG)
+            && l.contains(edges[0].id())
+            && l.contains("healthy=true")),
+        "the new leader did not commit the edge's return"
+    );
+    assert!(
+        history.shared() > 0,
+        "no serial was answered by two replicas: nothing compared"
+    );
+    eprintln!(
+        "{} DNS rounds over {} serials ({} answered by several replicas); last {round:?}",
+        history.rounds,
+        history.by_serial.len(),
+        history.shared()
+    );
+}
