@@ -24,6 +24,7 @@
 //! so noisy runs can be spotted.
 
 pub mod cli;
+pub mod dns;
 pub mod edge;
 pub mod etcd;
 pub mod failover;
