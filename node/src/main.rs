@@ -65,12 +65,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Logs kept when `KOKOA_LOG` is not set. hickory logs every DNS query and rustls every
+/// handshake that names an IP as SNI at info/warn: per-packet lines that anyone could flood.
+const DEFAULT_LOG_FILTER: &str =
+    "info,openraft=warn,hickory_server=warn,hickory_proto=warn,rustls=error";
+
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KOKOA_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "info,openraft=warn,hickory_server=warn,hickory_proto=warn",
-        )
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KOKOA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
