@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
-use kokoa_tests::{free_ports, wait_until_ok, CONVERGE_TIMEOUT};
+use kokoa_tests::{free_ports, wait_until_ok, CONVERGE_TIMEOUT, PROXY_VARS};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -25,15 +25,6 @@ use crate::system::{Replicated, System};
 const ETCD: &str = "etcd";
 /// Timeout of one status / health request.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Proxy variables are dropped from children: all traffic here is loopback.
-const PROXY_VARS: [&str; 6] = [
-    "http_proxy",
-    "HTTP_PROXY",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-];
 
 /// Returns `etcd --version`'s version, installing Debian's `etcd-server` and `etcd-client`
 /// with `apt-get` first when `etcd` is missing (as `shared/peers/lib.sh` `ensure_pkgs` does).

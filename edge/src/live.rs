@@ -59,13 +59,16 @@ impl Live {
     }
 
     /// Serves `pulled` from now on, if it is newer than what is served; returns whether it was.
-    /// Certificates are swapped before routes, so a new route never meets a missing certificate.
+    /// Certificates are swapped before routes, so a new route never meets a missing certificate;
+    /// they are parsed again only when the set of certificates changed.
     pub fn install(&self, pulled: &Pulled<EdgeConfig>) -> bool {
         if pulled.version <= self.version() {
             return false;
         }
-        self.certs
-            .store(Arc::new(CertTable::new(&pulled.config.certificates)));
+        let certs = &pulled.config.certificates;
+        if !self.certs.load().built_from(certs) {
+            self.certs.store(Arc::new(CertTable::new(certs)));
+        }
         self.routes
             .store(Arc::new(RouteTable::new(pulled.version, &pulled.config)));
         true

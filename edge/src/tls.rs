@@ -29,6 +29,8 @@ pub struct CertTable {
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// `example.com` for a `*.example.com` name.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
+    /// The ids of the certificates it was built from (an id names one upload, never reused).
+    ids: Vec<String>,
 }
 
 impl fmt::Debug for CertTable {
@@ -47,7 +49,10 @@ impl CertTable {
     pub fn new(certs: &[EdgeCertificate]) -> Self {
         let mut sorted: Vec<&EdgeCertificate> = certs.iter().collect();
         sorted.sort_by_key(|c| c.not_after);
-        let mut table = CertTable::default();
+        let mut table = CertTable {
+            ids: certs.iter().map(|c| c.id.clone()).collect(),
+            ..CertTable::default()
+        };
         for cert in sorted {
             let key = match certified_key(&cert.chain_pem, &cert.key_pem) {
                 Ok(key) => Arc::new(key),
@@ -64,6 +69,11 @@ impl CertTable {
             }
         }
         table
+    }
+
+    /// Whether it was built from exactly `certs` (then it need not be built again).
+    pub fn built_from(&self, certs: &[EdgeCertificate]) -> bool {
+        self.ids.len() == certs.len() && self.ids.iter().zip(certs).all(|(id, c)| *id == c.id)
     }
 
     /// The certificate for SNI name `name`, if there is one.
@@ -269,5 +279,16 @@ mod tests {
             t.lookup("a.example.com").expect("cert").cert[0],
             expected.cert[0]
         );
+    }
+
+    #[test]
+    fn a_table_knows_the_certificates_it_was_built_from() {
+        let a = cert(&["a.example.com"], 1);
+        let b = cert(&["b.example.com"], 2);
+        let t = CertTable::new(&[a.clone(), b.clone()]);
+        assert!(t.built_from(&[a.clone(), b.clone()]));
+        assert!(!t.built_from(&[b, a.clone()]));
+        assert!(!t.built_from(&[a]));
+        assert!(CertTable::default().built_from(&[]));
     }
 }

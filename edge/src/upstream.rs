@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hyper::client::conn::http1;
 use hyper::{Request, Response, StatusCode};
@@ -295,7 +295,7 @@ impl Upstreams {
     }
 
     fn record(&self, backend: &Backend, error: Option<&DialError>) {
-        let now = unix_now();
+        let now = crate::control::unix_now();
         let mut origins = lock(&self.origins);
         let status = origins.entry(backend.origin_id.clone()).or_default();
         let was = status.reachable;
@@ -325,12 +325,6 @@ impl Drop for Upstreams {
         self.stop.cancel();
         self.pool.clear();
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

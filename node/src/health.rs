@@ -230,6 +230,7 @@ async fn round(
         };
         commit(ctx, edge_id, verdict).await;
     }
+    ctx.metrics.health_round_done();
     Ok(interval)
 }
 

@@ -36,7 +36,7 @@ pub use cluster::{voter_ids, Cluster};
 pub use edge::{next_edge_ip, Edge, EdgeSpec};
 pub use origin::{pattern_block, OriginApp, PatternChecker, SeenRequest, PATTERN_BLOCK};
 pub use ports::{free_port, free_ports};
-pub use process::{KokoaProcess, StartError};
+pub use process::{strip_ansi, KokoaProcess, StartError, PROXY_VARS};
 pub use replica::{Join, Replica, ReplicaSpec};
 pub use tls::{
     probe_tls, sha256_hex, tls_connect, tls_connect_any_cert, IssuedCert, TestCa, TlsProbe,

@@ -18,18 +18,19 @@ use crate::kokoa_bin;
 /// How often the log file is read while waiting for the ready line.
 const LOG_POLL_EVERY: Duration = Duration::from_millis(50);
 
-/// Variables dropped from children: proxies (all traffic here is loopback) and the admin CLI's
-/// settings (a child gets only what its spec gives it).
-const SCRUBBED_VARS: [&str; 8] = [
+/// Proxy variables, dropped from every child process: all traffic here is loopback.
+pub const PROXY_VARS: [&str; 6] = [
     "http_proxy",
     "HTTP_PROXY",
     "https_proxy",
     "HTTPS_PROXY",
     "all_proxy",
     "ALL_PROXY",
-    "KOKOA_SERVER",
-    "KOKOA_TOKEN",
 ];
+
+/// The admin CLI's settings, also dropped from `kokoa` children (a child gets only what its
+/// spec gives it).
+const CLI_VARS: [&str; 2] = ["KOKOA_SERVER", "KOKOA_TOKEN"];
 
 /// Why a process did not become ready.
 #[derive(Debug)]
@@ -103,7 +104,7 @@ impl KokoaProcess {
             .stdout(stdout)
             .stderr(stderr)
             .env("NO_COLOR", "1");
-        for var in SCRUBBED_VARS {
+        for var in PROXY_VARS.iter().chain(&CLI_VARS) {
             command.env_remove(var);
         }
         for (key, value) in env {
@@ -325,7 +326,7 @@ pub(crate) fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Removes ANSI escape sequences (`ESC [ ... letter`).
-fn strip_ansi(text: &str) -> String {
+pub fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -35,6 +35,8 @@ const UNMATCHED: &str = "unmatched";
 #[derive(Debug, Default)]
 pub struct Metrics {
     pulls_waiting: AtomicI64,
+    /// Edge health-check rounds this replica ran as leader.
+    health_rounds: AtomicU64,
     /// Route template -> method -> numbers.
     http: Mutex<BTreeMap<String, BTreeMap<&'static str, RouteStats>>>,
 }
@@ -66,6 +68,11 @@ impl Metrics {
     pub fn pull_waiting(&self) -> PullWaiting<'_> {
         self.pulls_waiting.fetch_add(1, Ordering::Relaxed);
         PullWaiting(self)
+    }
+
+    /// Counts one finished round of edge health checks.
+    pub fn health_round_done(&self) {
+        self.health_rounds.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Long-polls waiting right now.
@@ -146,6 +153,14 @@ impl Metrics {
             describe(&mut out, name, "gauge", help);
             let _ = writeln!(out, "{name} {value}");
         }
+        let name = "kokoa_health_rounds_total";
+        describe(
+            &mut out,
+            name,
+            "counter",
+            "Edge health-check rounds this replica ran as leader.",
+        );
+        let _ = writeln!(out, "{name} {}", self.health_rounds.load(Ordering::Relaxed));
         // Copy under the lock, format without it.
         let http = self.lock_http().clone();
         describe(

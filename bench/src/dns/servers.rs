@@ -336,16 +336,20 @@ pub async fn start_knot(
         &[],
         &dir.join("knotd.log"),
     )?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut peer = Peer {
+    let peer = Peer {
         server: Server::Knot,
         proc,
-        addr,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
         version: first_line("knotd", &["-V"]),
     };
-    wait_answers(addr, check_name, check_records)
+    answering(peer, check_name, check_records).await
+}
+
+/// `peer`, once it answers `check_name` with `check_records` records and is still running.
+async fn answering(mut peer: Peer, check_name: &str, check_records: usize) -> anyhow::Result<Peer> {
+    wait_answers(peer.addr, check_name, check_records)
         .await
-        .with_context(|| format!("knotd log:\n{}", peer.proc.log_tail(20)))?;
+        .with_context(|| format!("{:?} log:\n{}", peer.server, peer.proc.log_tail(20)))?;
     peer.check_alive()?;
     Ok(peer)
 }
@@ -389,18 +393,13 @@ pub async fn start_nsd(
         &[],
         &dir.join("nsd.out"),
     )?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut peer = Peer {
+    let peer = Peer {
         server: Server::Nsd,
         proc,
-        addr,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
         version: first_line("nsd", &["-v"]),
     };
-    wait_answers(addr, check_name, check_records)
-        .await
-        .with_context(|| format!("nsd log:\n{}", peer.proc.log_tail(20)))?;
-    peer.check_alive()?;
-    Ok(peer)
+    answering(peer, check_name, check_records).await
 }
 
 /// `Received N B` of one `kdig NAME A` answer: the response size on the wire.

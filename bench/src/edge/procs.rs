@@ -8,18 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use kokoa_tests::{strip_ansi, PROXY_VARS};
 
 use crate::host::ProcSnap;
-
-/// Proxy variables are dropped from children: all traffic here is loopback.
-pub const PROXY_VARS: [&str; 6] = [
-    "http_proxy",
-    "HTTP_PROXY",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-];
 
 /// How long a process may take to exit after SIGTERM before it gets SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -319,26 +310,6 @@ pub fn tls_summary(addr: std::net::SocketAddr) -> String {
     }
 }
 
-/// Removes ANSI escape sequences (`ESC [ ... letter`).
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,13 +362,18 @@ mod tests {
         assert!(TreeSnap::read(&tree).rss_kib > 0);
         proc.check_alive().expect("alive");
         drop(proc);
+        // SIGKILL is delivered asynchronously: each must be gone, or a zombie waiting for its
+        // (init) parent to reap it, within a deadline.
+        let deadline = Instant::now() + Duration::from_secs(10);
         for pid in tree {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // Gone, or a zombie waiting for its (init) parent to reap it.
-            assert!(
-                stat.is_empty() || stat.contains(") Z "),
-                "{pid} still runs: {stat}"
-            );
+            loop {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                if stat.is_empty() || stat.contains(") Z ") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{pid} still runs: {stat}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 

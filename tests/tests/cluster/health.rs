@@ -18,6 +18,7 @@ use crate::common::{items, retry_write};
 use crate::dns::dns_addr;
 use crate::dns_client::dig_at_serial;
 use crate::fleet::{new_origin, new_route};
+use crate::openapi::metrics;
 
 /// The bound the issue sets on noticing a frozen edge (3 probes of 1 s with a 1 s timeout).
 const NOTICE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -280,6 +281,34 @@ fn transitions(cluster: &Cluster, i: usize) -> usize {
     cluster.replica(i).log().matches(TRANSITION_LOG).count()
 }
 
+/// Health-check rounds run so far, summed over the replicas (`/metrics`).
+async fn rounds(cluster: &Cluster) -> Result<u64, String> {
+    let mut total = 0;
+    for i in 0..cluster.len() {
+        let text = metrics(&cluster.client(i)).await?;
+        total += text
+            .lines()
+            .find_map(|l| l.strip_prefix("kokoa_health_rounds_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| format!("no kokoa_health_rounds_total on replica {i}"))?;
+    }
+    Ok(total)
+}
+
+/// Waits until the leader has run `n` more health-check rounds.
+async fn wait_rounds(cluster: &Cluster, n: u64) {
+    let start = rounds(cluster).await.expect("read the health-check rounds");
+    wait_until_ok("more health-check rounds", SETTLE_TIMEOUT, || async {
+        let done = rounds(cluster).await?.saturating_sub(start);
+        if done >= n {
+            Ok(())
+        } else {
+            Err(format!("{done} of {n} rounds"))
+        }
+    })
+    .await;
+}
+
 fn all_transitions(cluster: &Cluster) -> usize {
     (0..cluster.len()).map(|i| transitions(cluster, i)).sum()
 }
@@ -301,7 +330,7 @@ async fn a_frozen_edge_turns_unhealthy_everywhere_and_comes_back() {
     wait_health(&cluster, &expect(&edges, &[]), SETTLE_TIMEOUT).await;
     wait_dns(&cluster, &all, 0, SETTLE_TIMEOUT).await;
     // Only transitions are written: one per edge so far, however many probes ran.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_rounds(&cluster, 3).await;
     assert_eq!(
         all_transitions(&cluster),
         3,
@@ -338,7 +367,7 @@ async fn a_frozen_edge_turns_unhealthy_everywhere_and_comes_back() {
         "the resumed edge was back in every replica's DNS after {:?}",
         resumed.elapsed()
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_rounds(&cluster, 3).await;
     assert_eq!(
         all_transitions(&cluster),
         5,

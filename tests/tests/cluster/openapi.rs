@@ -88,7 +88,7 @@ async fn document(api: &Api) -> Value {
 }
 
 /// `GET /metrics` without a token: the exposition text.
-async fn metrics(api: &Api) -> Result<String, String> {
+pub(crate) async fn metrics(api: &Api) -> Result<String, String> {
     let response = api
         .with_token(None)
         .get("/metrics")
