@@ -4,6 +4,9 @@
 //!   (this module's [`run`]).
 //! * `pull-bench`: one Kokoa replica holding 10,000 concurrent config long-polls: its memory and
 //!   CPU while they wait, and how fast one committed write wakes them all ([`pull`]).
+//! * `tunnel-bench`: downloads through edge → WireGuard tunnel → agent → origin, and the
+//!   latency the tunnel adds, against iperf3 through wireguard-go between two network
+//!   namespaces ([`tunnel`]).
 //!
 //! Shared by both: the `kokoa-tests` process harness, `/proc` readings ([`host`]), percentiles
 //! ([`stats`]), progress lines ([`note!`]) and signal handling ([`shutdown_signal`]).
@@ -35,6 +38,7 @@ pub mod pull;
 pub mod report;
 pub mod stats;
 pub mod system;
+pub mod tunnel;
 pub mod write;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -44,6 +44,21 @@ pub struct OriginHealth {
     pub last_error: Option<String>,
     /// Unix seconds of the last successful dial.
     pub last_success: Option<u64>,
+    /// Tunnel origins: every agent this edge accepts for it.
+    #[serde(default)]
+    pub agents: Vec<AgentHealth>,
+}
+
+/// One agent of a tunnel origin, as this edge sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentHealth {
+    pub id: String,
+    /// Its multiplexed connection to this edge is up: requests go through it.
+    pub connected: bool,
+    /// Seconds since its last WireGuard handshake (`null`: none yet).
+    pub last_handshake_secs: Option<u64>,
+    /// The address its datagrams come from.
+    pub endpoint: Option<String>,
 }
 
 impl HealthReport {
@@ -57,6 +72,7 @@ impl HealthReport {
 pub fn report(live: &Live, origin_status: impl Fn(&str) -> Option<OriginStatus>) -> HealthReport {
     let pull = live.status();
     let routes = live.routes();
+    let agents = live.tunnel().map(|t| t.agents()).unwrap_or_default();
     let mut origins = BTreeMap::new();
     for route in routes.routes() {
         let backend = &route.backend;
@@ -72,6 +88,16 @@ pub fn report(live: &Live, origin_status: impl Fn(&str) -> Option<OriginStatus>)
                 reachable: status.reachable,
                 last_error: status.last_error,
                 last_success: status.last_success,
+                agents: agents
+                    .iter()
+                    .filter(|a| a.origin_id == backend.origin_id)
+                    .map(|a| AgentHealth {
+                        id: a.id.clone(),
+                        connected: a.connected,
+                        last_handshake_secs: a.last_handshake.map(|d| d.as_secs()),
+                        endpoint: a.endpoint.map(|e| e.to_string()),
+                    })
+                    .collect(),
             },
         );
     }

@@ -4,16 +4,14 @@
 //! swap the routing table and certificates atomically; the edge keeps serving its last config
 //! while no replica answers.
 
-pub mod control;
 pub mod health;
-pub mod identity;
 pub mod limits;
 pub mod live;
 pub mod pages;
 pub mod proxy;
 pub mod routing;
-pub mod saved;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;
 pub mod workers;
 
@@ -24,10 +22,14 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::control::{Control, ControlError, RegisterEdge};
-use crate::identity::{IdentityError, Registration, WgKeys};
+use kokoa_pull::{
+    Control, ControlError, EdgeRole, IdentityError, RegisterEdge, Registration, SavedError, WgKeys,
+};
+
 use crate::live::Live;
 use crate::proxy::{Proxy, ProxySettings};
+use crate::tunnel::EdgeTunnel;
+use crate::upstream::{ByKind, DirectDialer};
 use crate::workers::Workers;
 
 /// How to run an edge.
@@ -59,7 +61,7 @@ pub enum EdgeError {
     #[error(transparent)]
     Control(#[from] ControlError),
     #[error(transparent)]
-    Saved(#[from] saved::SavedError),
+    Saved(#[from] SavedError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -76,14 +78,7 @@ pub enum EdgeError {
 
 /// The default name of an edge at `ip`: `edge-192-0-2-1`.
 pub fn default_name(ip: IpAddr) -> String {
-    let mut name: String = ip
-        .to_string()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    name.insert_str(0, "edge-");
-    name.truncate(63);
-    name.trim_end_matches('-').to_string()
+    kokoa_store::validate::name_from(&format!("edge-{ip}")).unwrap_or_else(|| "edge".into())
 }
 
 /// `count` listeners on `addr`, and the address they got.
@@ -105,7 +100,7 @@ pub async fn run(opts: EdgeOptions, shutdown: CancellationToken) -> Result<(), E
         source,
     })?;
     let keys = WgKeys::load_or_create(&opts.data_dir)?;
-    let mut control = Control::new(&opts.control)?;
+    let mut control = Control::<EdgeRole>::new(&opts.control)?;
     let count = opts.workers.max(1);
     let (http, http_addr) = bind(opts.http_listen, count)?;
     let (https, https_addr) = bind(opts.https_listen, count)?;
@@ -132,13 +127,15 @@ pub async fn run(opts: EdgeOptions, shutdown: CancellationToken) -> Result<(), E
     };
 
     let live = Arc::new(Live::new(registration.id.clone()));
-    if let Some(saved) = saved::load(&opts.data_dir)? {
-        live.install(&saved);
-        live.update_status(|s| s.from_disk = true);
-        tracing::info!(version = saved.version, "serving the config saved on disk");
-    }
+    kokoa_pull::serve_saved(&opts.data_dir, live.as_ref())?;
 
-    let proxy = Proxy::new(live.clone(), opts.proxy.clone());
+    let edge_tunnel = Arc::new(EdgeTunnel::new(keys.secret.clone(), opts.wg_listen));
+    live.attach_tunnel(edge_tunnel.clone());
+    let dialer = ByKind {
+        direct: Arc::new(DirectDialer),
+        tunnel: edge_tunnel.clone(),
+    };
+    let proxy = Proxy::with_dialer(live.clone(), opts.proxy.clone(), Arc::new(dialer));
     let workers = Workers::start(
         proxy,
         tls::server_config(live.clone()),
@@ -150,6 +147,7 @@ pub async fn run(opts: EdgeOptions, shutdown: CancellationToken) -> Result<(), E
         source,
     })?;
     let tasks = TaskTracker::new();
+    tasks.spawn(edge_tunnel.follow(live.tunnel_plans(), shutdown.clone()));
     tasks.spawn(control.follow(
         registration.token.clone(),
         live.clone(),

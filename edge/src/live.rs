@@ -1,26 +1,16 @@
 //! What the edge is serving right now: the routing table and the certificates, each swapped
 //! atomically when a newer config arrives (readers never lock), and how the pulls are going.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
+use kokoa_pull::ConfigSink;
+pub use kokoa_pull::PullStatus;
 use kokoa_store::pulled::{EdgeConfig, Pulled};
 
 use crate::routing::RouteTable;
 use crate::tls::CertTable;
-
-/// How the config pulls are going, for `/health`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PullStatus {
-    /// Unix seconds of the last answer from a replica (a config or "no change"); 0: never.
-    pub last_pulled: u64,
-    /// The replica that answered last.
-    pub control: Option<String>,
-    /// The last error, cleared by the next answer.
-    pub last_error: Option<String>,
-    /// Whether the config being served was loaded from disk and not yet confirmed by a replica.
-    pub from_disk: bool,
-}
+use crate::tunnel::{EdgeTunnel, TunnelPlan};
 
 /// The edge's live state, shared by the listeners, the puller and `/health`.
 #[derive(Debug)]
@@ -28,6 +18,9 @@ pub struct Live {
     routes: ArcSwap<RouteTable>,
     certs: ArcSwap<CertTable>,
     status: Mutex<PullStatus>,
+    /// What the newest config asks of the tunnel.
+    tunnel_plan: tokio::sync::watch::Sender<Arc<TunnelPlan>>,
+    tunnel: OnceLock<Arc<EdgeTunnel>>,
     /// This edge's id (from its registration).
     pub edge_id: String,
 }
@@ -39,6 +32,8 @@ impl Live {
             routes: ArcSwap::from_pointee(RouteTable::default()),
             certs: ArcSwap::from_pointee(CertTable::default()),
             status: Mutex::new(PullStatus::default()),
+            tunnel_plan: tokio::sync::watch::Sender::new(Arc::default()),
+            tunnel: OnceLock::new(),
             edge_id,
         }
     }
@@ -71,7 +66,30 @@ impl Live {
         }
         self.routes
             .store(Arc::new(RouteTable::new(pulled.version, &pulled.config)));
+        let plan = TunnelPlan::from_config(&pulled.config);
+        self.tunnel_plan.send_if_modified(|old| {
+            let changed = **old != plan;
+            if changed {
+                *old = Arc::new(plan);
+            }
+            changed
+        });
         true
+    }
+
+    /// The tunnel's plan now and after every change.
+    pub fn tunnel_plans(&self) -> tokio::sync::watch::Receiver<Arc<TunnelPlan>> {
+        self.tunnel_plan.subscribe()
+    }
+
+    /// Makes `tunnel` the one `/health` reports (once).
+    pub fn attach_tunnel(&self, tunnel: Arc<EdgeTunnel>) {
+        let _ = self.tunnel.set(tunnel);
+    }
+
+    /// The tunnel, once attached.
+    pub fn tunnel(&self) -> Option<&Arc<EdgeTunnel>> {
+        self.tunnel.get()
     }
 
     pub fn status(&self) -> PullStatus {
@@ -84,5 +102,29 @@ impl Live {
     /// Changes the pull status.
     pub fn update_status(&self, f: impl FnOnce(&mut PullStatus)) {
         f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// The puller's view of the edge: configs go into the routing table and the certificates.
+impl ConfigSink<EdgeConfig> for Live {
+    fn version(&self) -> u64 {
+        Live::version(self)
+    }
+
+    fn install(&self, pulled: &Pulled<EdgeConfig>) -> bool {
+        let installed = Live::install(self, pulled);
+        if installed {
+            tracing::info!(
+                version = pulled.version,
+                routes = pulled.config.routes.len(),
+                certificates = pulled.config.certificates.len(),
+                "serving a new config"
+            );
+        }
+        installed
+    }
+
+    fn update_status(&self, f: impl FnOnce(&mut PullStatus)) {
+        Live::update_status(self, f)
     }
 }

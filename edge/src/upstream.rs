@@ -295,7 +295,7 @@ impl Upstreams {
     }
 
     fn record(&self, backend: &Backend, error: Option<&DialError>) {
-        let now = crate::control::unix_now();
+        let now = kokoa_pull::unix_now();
         let mut origins = lock(&self.origins);
         let status = origins.entry(backend.origin_id.clone()).or_default();
         let was = status.reachable;

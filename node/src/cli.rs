@@ -27,8 +27,8 @@ pub struct ApiArgs {
         default_value = "http://127.0.0.1:7300"
     )]
     pub server: String,
-    /// Bearer token: an admin token for admin commands, a bootstrap token for `kokoa edge`
-    /// (prefer the KOKOA_TOKEN environment variable).
+    /// Bearer token: an admin token for admin commands, an edge token for `kokoa edge`, an agent
+    /// token for `kokoa agent` (prefer the KOKOA_TOKEN environment variable).
     #[arg(long, global = true, env = "KOKOA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Print JSON instead of tables.
@@ -42,6 +42,9 @@ pub enum Command {
     Server(ServerArgs),
     /// Run an edge: serve the routes over HTTP and HTTPS, with config from the control plane.
     Edge(EdgeArgs),
+    /// Run an agent on an origin machine: dial every edge over WireGuard (no inbound port
+    /// needed) and forward tunnelled connections to the origin's route targets.
+    Agent(AgentArgs),
     /// Inspect and change the cluster's replicas.
     #[command(subcommand)]
     Cluster(ClusterCmd),
@@ -63,7 +66,7 @@ pub enum Command {
     /// Manage the TLS certificates edges serve.
     #[command(subcommand)]
     Cert(CertCmd),
-    /// Run a whole deployment on loopback: 3 replicas.
+    /// Run a whole deployment on loopback: 3 replicas, an edge, an agent and a sample app.
     Dev(DevArgs),
 }
 
@@ -156,6 +159,27 @@ pub struct EdgeArgs {
     /// Data-plane threads, each with its own listeners (default: one per CPU).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub workers: Option<u64>,
+}
+
+/// `kokoa agent`; its agent token is the global `--token` (or KOKOA_TOKEN), made with
+/// `kokoa token create --role agent --origin NAME`.
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// API URLs of the replicas, comma-separated.
+    #[arg(long, value_name = "URL,...", value_delimiter = ',', required = true)]
+    pub control: Vec<String>,
+    /// Where the agent keeps its WireGuard key, registration and last config (created, mode
+    /// 0700; the private key never leaves it).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Its name in the control plane, unique within its origin (default: this machine's host
+    /// name). Used once, when it registers.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Local UDP address of its WireGuard socket; it only dials out, so the default (any
+    /// address, any port) suits NAT.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
+    pub wg_listen: SocketAddr,
 }
 
 /// The static membership given with `--peers`: (replica id, peer address).

@@ -1,7 +1,12 @@
-//! `kokoa dev`: a whole deployment on loopback, as real processes: a 3-replica control plane
-//! and an edge, with a demo route (`ui.kokoa.localhost`, the web UI served through the edge).
-//! State is kept in `--data-dir`, so running it again brings the same deployment back.
+//! `kokoa dev`: a whole deployment on loopback, as real processes: a 3-replica control plane,
+//! an edge and an agent, plus a sample app run in this process. Two routes: `ui.kokoa.localhost`
+//! (the web UI, a direct origin) and `app.kokoa.localhost` (the sample app, reached through the
+//! agent of the tunnel origin `home`). State is kept in `--data-dir`, so running it again brings
+//! the same deployment back.
 
+mod app;
+
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -19,6 +24,12 @@ use crate::files;
 const REPLICAS: u64 = 3;
 /// The demo route: the web UI of replica 1, published through the edge.
 const DEMO_HOST: &str = "ui.kokoa.localhost";
+/// The sample app's route, through the agent.
+const APP_HOST: &str = "app.kokoa.localhost";
+/// The tunnel origin the agent belongs to.
+const APP_ORIGIN: &str = "home";
+/// What the agent logs once its tunnel runs.
+const AGENT_READY: &str = "agent running id=";
 /// How long to wait for the cluster to elect a leader.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -30,6 +41,9 @@ struct DevLayout {
     /// The edge's HTTP, HTTPS and WireGuard ports.
     #[serde(default)]
     edge_ports: Vec<u16>,
+    /// The sample app's port (its route's target).
+    #[serde(default)]
+    app_port: u16,
 }
 
 /// `n` loopback ports free right now.
@@ -55,11 +69,15 @@ fn layout(dir: &Path) -> anyhow::Result<DevLayout> {
                 api_ports: ports[..REPLICAS as usize].to_vec(),
                 peer_ports: ports[REPLICAS as usize..].to_vec(),
                 edge_ports: Vec::new(),
+                app_port: 0,
             }
         }
     };
     if layout.edge_ports.len() != 3 {
         layout.edge_ports = free_ports(3)?;
+    }
+    if layout.app_port == 0 {
+        layout.app_port = free_ports(1)?[0];
     }
     std::fs::write(&path, serde_json::to_string_pretty(&layout)?)?;
     Ok(layout)
@@ -134,12 +152,33 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         }
         other => other,
     };
+    let app_addr = SocketAddr::from(([127, 0, 0, 1], layout.app_port));
+    let mut app_server = None;
+    let result = match result {
+        Ok(()) if !shutdown.is_cancelled() => match app::bind(app_addr, shutdown.clone()).await {
+            Ok((_, serve)) => {
+                app_server = Some(tokio::spawn(serve));
+                let urls: Vec<String> = (0..REPLICAS as usize).map(api).collect();
+                tokio::select! {
+                    r = start_agent(&exe, dir, app_addr, &urls, &admin_token, &mut children) => r,
+                    _ = shutdown.cancelled() => Ok(()),
+                }
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot start the sample app on {app_addr}: {e} (remove {} to pick new ports)",
+                dir.display()
+            )),
+        },
+        other => other,
+    };
     let [edge_http, edge_https, _] = layout.edge_ports[..] else {
         bail!("dev.json has no edge ports");
     };
     match result {
         Ok(()) if !shutdown.is_cancelled() => {
-            println!("Kokoa dev: a 3-replica control plane and an edge are running on loopback.");
+            println!(
+                "Kokoa dev: a 3-replica control plane, an edge and an agent are running on loopback."
+            );
             for i in 0..REPLICAS as usize {
                 println!(
                     "  replica {}: {}   (log: {})",
@@ -152,6 +191,17 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
                 "  edge:      http://127.0.0.1:{edge_http}  https://127.0.0.1:{edge_https}   (log: {})",
                 dir.join("edge.log").display()
             );
+            println!(
+                "  agent:     origin {APP_ORIGIN}, tunnels to the edge   (log: {})",
+                dir.join("agent.log").display()
+            );
+            println!("  sample app: http://{app_addr}/");
+            println!();
+            println!("The sample app, through the edge and the agent's WireGuard tunnel:");
+            println!(
+                "  curl -k --resolve {APP_HOST}:{edge_https}:127.0.0.1 https://{APP_HOST}:{edge_https}/"
+            );
+            println!("  (or https://{APP_HOST}:{edge_https}/ in a browser)");
             println!();
             println!(
                 "Web UI: open {} and sign in with the admin token below; or through the edge:",
@@ -167,8 +217,8 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             println!("Use it from another terminal:");
             println!("  export KOKOA_SERVER={} KOKOA_TOKEN={admin_token}", api(0));
             println!("  kokoa cluster status");
-            println!("  kokoa origin add home --kind direct");
-            println!("  kokoa route add app.example.com --origin home --target localhost:8080");
+            println!("  kokoa origin add lab --kind direct");
+            println!("  kokoa route add app.example.com --origin lab --target localhost:8080");
             println!(
                 "  curl -k --resolve app.example.com:{edge_https}:127.0.0.1 https://app.example.com:{edge_https}/"
             );
@@ -182,10 +232,17 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         Ok(()) => {}
         Err(e) => {
             stop_all(&mut children).await;
+            if let Some(server) = app_server {
+                server.abort();
+            }
             return Err(e);
         }
     }
     stop_all(&mut children).await;
+    if let Some(server) = app_server {
+        shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    }
     Ok(())
 }
 
@@ -234,7 +291,7 @@ async fn wait_for_cluster(
     }
 }
 
-/// SIGTERMs every replica and waits for them to exit (SIGKILL after a grace period).
+/// SIGTERMs every child (replicas, edge, agent) and waits for them to exit (SIGKILL after a grace period).
 async fn stop_all(children: &mut [Child]) {
     for child in children.iter() {
         if let Some(pid) = child.id() {
@@ -346,6 +403,112 @@ async fn start_edge(
             bail!(
                 "the edge served no config within {START_TIMEOUT:?}; see {}",
                 dir.join("edge.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Makes sure the tunnel origin [`APP_ORIGIN`] and the route [`APP_HOST`] to the sample app
+/// exist, registers the agent on its first run, starts it and waits until its tunnel runs.
+async fn start_agent(
+    exe: &Path,
+    dir: &Path,
+    app: SocketAddr,
+    urls: &[String],
+    admin_token: &str,
+    children: &mut Vec<Child>,
+) -> anyhow::Result<()> {
+    let client = ApiClient::new(&ApiArgs {
+        server: urls[0].clone(),
+        token: Some(admin_token.to_string()),
+        json: true,
+    })?;
+    let origins = client.get("/api/v1/origins").await?;
+    let known = origins["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|o| o["name"] == APP_ORIGIN))
+        .cloned();
+    let origin = match known {
+        Some(origin) => origin,
+        None => {
+            client
+                .post(
+                    "/api/v1/origins",
+                    json!({"name": APP_ORIGIN, "kind": "tunnel"}),
+                )
+                .await?
+        }
+    };
+    let routes = client.get("/api/v1/routes").await?;
+    let routed = routes["items"]
+        .as_array()
+        .is_some_and(|items| items.iter().any(|r| r["hostname"] == APP_HOST));
+    if !routed {
+        client
+            .post(
+                "/api/v1/routes",
+                json!({
+                    "hostname": APP_HOST,
+                    "origin_id": origin["id"],
+                    "target": app.to_string(),
+                    "rate_limit": {"per_second": 100, "burst": 200},
+                }),
+            )
+            .await?;
+    }
+    let agent_dir = dir.join("agent");
+    let token = if agent_dir.join("registration.json").exists() {
+        String::new()
+    } else {
+        let made = client
+            .post(
+                "/api/v1/tokens",
+                json!({"role": "agent", "origin_id": origin["id"], "max_uses": 1}),
+            )
+            .await?;
+        made["token"].as_str().unwrap_or_default().to_string()
+    };
+    let log_path = dir.join("agent.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("agent")
+        .arg("--control")
+        .arg(urls.join(","))
+        .arg("--data-dir")
+        .arg(&agent_dir)
+        .arg("--name")
+        .arg("dev-agent")
+        .arg("--wg-listen")
+        .arg("127.0.0.1:0")
+        .env("KOKOA_TOKEN", &token)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    children.push(cmd.spawn().context("cannot start the agent")?);
+
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        let logged = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if logged.contains(AGENT_READY) {
+            return Ok(());
+        }
+        if let Some(agent) = children.last_mut() {
+            if let Ok(Some(status)) = agent.try_wait() {
+                let last = logged.lines().rev().find(|l| !l.trim().is_empty());
+                bail!(
+                    "the agent exited ({status}): {} (see {})",
+                    last.unwrap_or(""),
+                    log_path.display()
+                );
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "the agent did not start its tunnel within {START_TIMEOUT:?}; see {}",
+                log_path.display()
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

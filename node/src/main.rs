@@ -2,6 +2,7 @@
 //! shutdown signal, and hands over to the role's module; errors end as one line and exit code 1.
 
 mod admin;
+mod agent;
 mod cli;
 mod client;
 mod dev;
@@ -53,6 +54,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing();
             raise_open_file_limit();
             edge::run(args, cli.api.token, shutdown_on_signal()).await
+        }
+        Command::Agent(args) => {
+            init_tracing();
+            agent::run(args, cli.api.token, shutdown_on_signal()).await
         }
         Command::Dev(args) => dev::run(args, shutdown_on_signal()).await,
         Command::Cluster(cmd) => admin::cluster(cli.api, cmd).await,

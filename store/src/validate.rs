@@ -181,6 +181,27 @@ pub fn validate_name(name: &str) -> Result<(), ValidationError> {
     }
 }
 
+/// A valid name made from free text (a host name, an IP address): lowercased, every character
+/// but `a-z`, `0-9`, `-` and `_` turned into `-`, cut to [`MAX_NAME_LEN`]; `None` when nothing
+/// usable is left.
+pub fn name_from(text: &str) -> Option<String> {
+    let mut name: String = text
+        .trim()
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name.truncate(MAX_NAME_LEN);
+    let name = name.trim_start_matches(['-', '_']).trim_end_matches('-');
+    validate_name(name).is_ok().then(|| name.to_string())
+}
+
 /// Validates a record id made by a proposer.
 pub fn validate_id(id: &str) -> Result<(), ValidationError> {
     let ok = !id.is_empty()
@@ -413,6 +434,26 @@ pub fn validate_rate_limit(limit: &crate::RateLimit) -> Result<(), ValidationErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_made_from_free_text() {
+        assert_eq!(
+            name_from("edge-192.0.2.1").as_deref(),
+            Some("edge-192-0-2-1")
+        );
+        assert_eq!(
+            name_from("edge-2001:db8::1").as_deref(),
+            Some("edge-2001-db8--1")
+        );
+        assert_eq!(name_from(" Pi.Home.LAN\n").as_deref(), Some("pi-home-lan"));
+        assert_eq!(name_from("-_x_").as_deref(), Some("x_"));
+        assert_eq!(
+            name_from(&"a".repeat(100)).map(|n| n.len()),
+            Some(MAX_NAME_LEN)
+        );
+        assert_eq!(name_from("..."), None);
+        assert_eq!(name_from(""), None);
+    }
 
     #[test]
     fn hostnames_are_normalised() {

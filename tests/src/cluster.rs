@@ -7,8 +7,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::http_client;
 use crate::{
-    random_hex, wait_until_ok, Api, Edge, EdgeSpec, Join, Replica, ReplicaSpec, StartError,
-    CONVERGE_TIMEOUT,
+    random_hex, wait_until_ok, Agent, AgentSpec, Api, Edge, EdgeSpec, Join, Replica, ReplicaSpec,
+    StartError, CONVERGE_TIMEOUT,
 };
 
 /// At most this many clusters run at once in one test process (`KOKOA_TEST_CLUSTERS`, default:
@@ -383,22 +383,68 @@ impl Cluster {
     /// # Panics
     /// When the answer is not a 201 with a token.
     pub async fn edge_token(&self, via: usize) -> String {
-        let response = self
-            .client(via)
-            .post_json("/api/v1/tokens", &serde_json::json!({ "role": "edge" }))
+        self.make_token(via, serde_json::json!({ "role": "edge" }))
             .await
-            .unwrap_or_else(|e| panic!("POST /api/v1/tokens (edge): {e}"));
-        assert_eq!(
-            response.status.as_u16(),
-            201,
-            "POST /api/v1/tokens (edge): {} {}",
-            response.status,
-            response.json
+    }
+
+    /// `POST /api/v1/tokens {"role":"agent","origin_id":ORIGIN_ID}` through replica `via`: an
+    /// agent token that registers agents of that origin.
+    ///
+    /// # Panics
+    /// When the answer is not a 201 with a token.
+    pub async fn agent_token(&self, via: usize, origin_id: &str) -> String {
+        self.make_token(
+            via,
+            serde_json::json!({ "role": "agent", "origin_id": origin_id }),
+        )
+        .await
+    }
+
+    /// `POST /api/v1/tokens` with `body` through replica `via`; the token's secret.
+    async fn make_token(&self, via: usize, body: Value) -> String {
+        let what = format!(
+            "POST /api/v1/tokens ({})",
+            body["role"].as_str().unwrap_or_default()
         );
-        response.json["token"]
+        let json = created(
+            &what,
+            self.client(via).post_json("/api/v1/tokens", &body).await,
+        );
+        json["token"]
             .as_str()
-            .unwrap_or_else(|| panic!("no token in {}", response.json))
+            .unwrap_or_else(|| panic!("{what}: no token in {json}"))
             .to_string()
+    }
+
+    /// `POST /api/v1/origins {"name":NAME,"kind":"tunnel"}` through replica 0: a tunnel origin
+    /// (reached through its agents); its id.
+    ///
+    /// # Panics
+    /// When the answer is not a 201 with an id.
+    pub async fn add_tunnel_origin(&self, name: &str) -> String {
+        let what = format!("POST /api/v1/origins ({name})");
+        let json = created(&what, self.client(0).create_origin(name).await);
+        json["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no id in {json}"))
+            .to_string()
+    }
+
+    /// The spec of agent `name` of origin `origin_id` in this cluster's directory, pulling from
+    /// every replica, with a fresh agent token (made through replica `via`).
+    pub async fn agent_spec(&self, name: &str, origin_id: &str, via: usize) -> AgentSpec {
+        let token = self.agent_token(via, origin_id).await;
+        AgentSpec::new(name, self.root(), self.api_urls(), &token)
+    }
+
+    /// Starts agent `name` of origin `origin_id` ([`Cluster::agent_spec`] through replica 0)
+    /// and waits until its tunnel runs.
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub async fn start_agent(&self, name: &str, origin_id: &str) -> Agent {
+        let spec = self.agent_spec(name, origin_id, 0).await;
+        Agent::start(spec).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The spec of edge `name` in this cluster's directory, pulling from every replica, with a
@@ -438,6 +484,22 @@ impl Drop for Cluster {
             eprintln!("kept the test's directory: {}", self.root.path().display());
         }
     }
+}
+
+/// The JSON of a 201 answer to `what`.
+///
+/// # Panics
+/// When the request failed or the answer is not a 201.
+fn created(what: &str, answer: Result<crate::ApiResponse, reqwest::Error>) -> Value {
+    let response = answer.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(
+        response.status.as_u16(),
+        201,
+        "{what}: {} {}",
+        response.status,
+        response.json
+    );
+    response.json
 }
 
 /// The ids of the voters in a `GET /api/v1/cluster` answer.

@@ -2,38 +2,47 @@
 //!
 //! It owns: finding the `kokoa` binary ([`kokoa_bin`]), picking loopback ports ([`free_port`]),
 //! running any `kokoa` child process ([`KokoaProcess`]: spawn, ready line, signals, logs),
-//! replicas ([`Replica`]) and edges ([`Edge`]) on top of it, forming clusters and waiting for
-//! them to agree ([`Cluster`]), an admin HTTP client ([`Api`]), a condition waiter
-//! ([`wait_until`]), and what edge tests put around an edge: origin apps ([`OriginApp`]), a
-//! test CA issuing certificates ([`TestCa`]) and clients that resolve every hostname to an
-//! edge ([`edge_client`], [`curl_edge`]).
+//! replicas ([`Replica`]), edges ([`Edge`]) and agents ([`Agent`]) on top of it, forming
+//! clusters and waiting for them to agree ([`Cluster`]), an admin HTTP client ([`Api`]), a
+//! condition waiter ([`wait_until`]), and what edge tests put around an edge: origin apps
+//! ([`OriginApp`]), a test CA issuing certificates ([`TestCa`]) and clients that resolve every
+//! hostname to an edge ([`edge_client`], [`curl_edge`]). For the tunnel: network namespaces
+//! with a veth link ([`Netns`], root only) and wireguard-go in them as the reference WireGuard
+//! peer ([`WireguardGo`]).
 //!
 //! It must never link against Kokoa's own crates: it speaks only the public contract in
-//! `docs/interfaces.md` (flags, environment, the `listening api=… peer=…` and
-//! `edge listening http=… https=… id=…` log lines, HTTP API v1, the edge's HTTP and HTTPS), so
-//! what it tests is what users get. It never sleeps for a fixed time to wait for something:
-//! it polls a condition until a generous deadline and fails with what it saw last.
+//! `docs/interfaces.md` (flags, environment, the `listening api=… peer=…`,
+//! `edge listening http=… https=… id=…` and `agent running id=… tunnel_ip=…` log lines, HTTP
+//! API v1, the edge's HTTP and HTTPS), so what it tests is what users get. It never sleeps for
+//! a fixed time to wait for something: it polls a condition until a generous deadline and fails
+//! with what it saw last.
 //!
-//! When a test panics, every replica and edge prints the tail of its log and the cluster's temporary
-//! directory is kept (its path is printed) so the full logs can be read afterwards.
+//! When a test panics, every replica, edge and agent prints the tail of its log and the
+//! cluster's temporary directory is kept (its path is printed) so the full logs can be read
+//! afterwards.
 
+mod agent;
 mod api;
 mod binary;
 mod clients;
 mod cluster;
 mod edge;
+pub mod netns;
 mod origin;
 mod ports;
 mod process;
 mod replica;
 mod tls;
 mod wait;
+pub mod wireguard_go;
 
+pub use agent::{Agent, AgentSpec};
 pub use api::{write_index, Api, ApiResponse};
 pub use binary::kokoa_bin;
 pub use clients::{curl_edge, edge_client, ClientOptions, CurlOutput};
 pub use cluster::{voter_ids, Cluster};
 pub use edge::{next_edge_ip, Edge, EdgeSpec};
+pub use netns::{missing_prerequisites, require_netns_prerequisites, Netns, NetnsError, VethEnd};
 pub use origin::{pattern_block, OriginApp, PatternChecker, SeenRequest, PATTERN_BLOCK};
 pub use ports::{free_port, free_ports};
 pub use process::{strip_ansi, KokoaProcess, StartError, PROXY_VARS};
@@ -42,6 +51,7 @@ pub use tls::{
     probe_tls, sha256_hex, tls_connect, tls_connect_any_cert, IssuedCert, TestCa, TlsProbe,
 };
 pub use wait::{wait_until, wait_until_ok, wait_until_ok_every};
+pub use wireguard_go::{WgKeys, WgPeer, WireguardGo, WireguardGoSpec};
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `Upgrade: websocket` (any path) | 101, then every text / binary message is sent back |
 //! | `GET /download?bytes=N[&hold_at=M]` | N bytes of [`pattern_block`]s, streamed; with `hold_at`, the stream pauses after M bytes until [`OriginApp::release_downloads`] |
-//! | anything else | 200 JSON `{"origin","method","path","version","headers":{name: value},"body_len"}`, header `x-origin: NAME` |
+//! | anything else | 200 JSON `{"origin","method","path","version","headers":{name: value},"body_len","body_sha256"}`, header `x-origin: NAME` |
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -250,11 +250,7 @@ async fn handle(request: Request<Incoming>, shared: &Arc<Shared>) -> Response<Bo
     }
     let version = format!("{:?}", request.version());
     let method = request.method().to_string();
-    let body_len = request
-        .into_body()
-        .collect()
-        .await
-        .map_or(0, |b| b.to_bytes().len());
+    let (body_len, body_sha256) = digest_body(request.into_body()).await;
     let json = json!({
         "origin": shared.name,
         "method": method,
@@ -262,6 +258,7 @@ async fn handle(request: Request<Incoming>, shared: &Arc<Shared>) -> Response<Bo
         "version": version,
         "headers": headers,
         "body_len": body_len,
+        "body_sha256": body_sha256,
     });
     let mut response = Response::new(Full::new(Bytes::from(json.to_string())).boxed_unsync());
     response
@@ -269,6 +266,25 @@ async fn handle(request: Request<Incoming>, shared: &Arc<Shared>) -> Response<Bo
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     insert_origin_header(&mut response, shared);
     response
+}
+
+/// The body's length and SHA-256 (hex), read frame by frame (uploads may be large).
+async fn digest_body(mut body: Incoming) -> (u64, String) {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut len = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            len += data.len() as u64;
+            hasher.update(&data);
+        }
+    }
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (len, hex)
 }
 
 fn insert_origin_header(response: &mut Response<Body>, shared: &Shared) {

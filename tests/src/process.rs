@@ -2,9 +2,9 @@
 //! files in the test's directory, waited on until it logs its ready line, signalled, reaped,
 //! restarted; its log tail is printed when the test panics.
 //!
-//! [`crate::Replica`] and [`crate::Edge`] are each a [`KokoaProcess`] plus what their role
-//! adds (the command line, the addresses parsed from the ready line); they dereference to it,
-//! so `replica.kill9()` and `edge.sigterm()` are the same code.
+//! [`crate::Replica`], [`crate::Edge`] and [`crate::Agent`] are each a [`KokoaProcess`] plus
+//! what their role adds (the command line, what the ready line says); they dereference to it,
+//! so `replica.kill9()`, `edge.sigterm()` and `agent.kill9()` are the same code.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};

@@ -45,6 +45,9 @@ pub enum DialError {
     Timeout,
     #[error("bad target {0:?}")]
     BadTarget(String),
+    /// The origin's agent refused the target: it is not configured for the origin.
+    #[error("target {0} not allowed by the origin's agent")]
+    NotAllowed(String),
     #[error(transparent)]
     Io(io::Error),
 }

@@ -52,7 +52,10 @@ fn spawn_download(
 }
 
 /// Sends `text` on the WebSocket and waits (10 s at most) for the same text back.
-async fn echo<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, text: &str) -> Result<(), String>
+pub async fn echo<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    text: &str,
+) -> Result<(), String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {

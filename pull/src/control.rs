@@ -1,26 +1,21 @@
-//! Talking to the control plane: registering once with a bootstrap token, then long-polling the
-//! edge's config from any replica. On an error the edge moves to the next replica and waits with
-//! exponential backoff and jitter (1 s to 30 s). An answer older than the config being served is
-//! refused; a newer one is saved to disk before it is served.
+//! A client of the replicas for one [`Role`]: the list of replica URLs (starting at a random
+//! one, moving to the next on errors), registering with a bootstrap token, and one long-poll
+//! for a newer config. What is done with the configs is in [`crate::follow`].
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::marker::PhantomData;
 use std::time::Duration;
 
-use kokoa_store::pulled::{EdgeConfig, Pulled};
+use kokoa_store::pulled::Pulled;
 use rand::Rng;
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::identity::Registration;
-use crate::live::Live;
-use crate::saved;
+use crate::role::Role;
+use crate::saved::SavedError;
 
-/// First wait after an error.
-pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// Longest wait between attempts.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long a replica may hold a pull open when nothing changes.
 pub const PULL_WAIT: Duration = Duration::from_secs(30);
 /// Time to connect to a replica.
@@ -30,6 +25,7 @@ const REQUEST_SLACK: Duration = Duration::from_secs(15);
 
 /// Why talking to the control plane failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ControlError {
     #[error("no control-plane URL given")]
     NoUrls,
@@ -48,45 +44,14 @@ pub enum ControlError {
     #[error("stopped")]
     Stopped,
     #[error(transparent)]
-    Saved(#[from] saved::SavedError),
+    Saved(#[from] SavedError),
 }
 
-/// Exponential backoff with jitter between [`BACKOFF_MIN`] and [`BACKOFF_MAX`].
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff { next: BACKOFF_MIN }
+impl ControlError {
+    /// Whether another attempt (at another replica) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ControlError::Failed { .. })
     }
-}
-
-impl Backoff {
-    /// The next wait: a random point in the upper half of the current step, which then doubles.
-    pub fn next_wait(&mut self) -> Duration {
-        let step = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        let low = step / 2;
-        low + rand::thread_rng().gen_range(Duration::ZERO..=step - low)
-    }
-
-    /// Back to the shortest wait, after a success.
-    pub fn reset(&mut self) {
-        self.next = BACKOFF_MIN;
-    }
-}
-
-/// What an edge registers.
-#[derive(Debug, Clone, Serialize)]
-pub struct RegisterEdge {
-    pub name: String,
-    pub public_ip: String,
-    pub wg_public_key: String,
-    pub wg_port: u16,
-    /// The plain HTTP listener's port, where the control plane probes `/health`.
-    pub http_port: u16,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,23 +72,35 @@ struct ErrorDetail {
 }
 
 /// One answer to a pull.
-enum Pull {
-    Config(Box<Pulled<EdgeConfig>>),
+pub(crate) enum Pull<C> {
+    Config(Box<Pulled<C>>),
     NoChange,
 }
 
-/// A client of the replicas, moving to the next one on errors.
-#[derive(Debug, Clone)]
-pub struct Control {
+/// A client of the replicas for role `R`, moving to the next replica on errors.
+#[derive(Debug)]
+pub struct Control<R> {
     urls: Vec<String>,
     current: usize,
     http: reqwest::Client,
+    role: PhantomData<fn() -> R>,
 }
 
-impl Control {
+impl<R> Clone for Control<R> {
+    fn clone(&self) -> Self {
+        Control {
+            urls: self.urls.clone(),
+            current: self.current,
+            http: self.http.clone(),
+            role: PhantomData,
+        }
+    }
+}
+
+impl<R: Role> Control<R> {
     /// A client for these replica URLs (`http://HOST:PORT`), starting at a random one so that
-    /// edges spread over the replicas.
-    pub fn new(urls: &[String]) -> Result<Control, ControlError> {
+    /// edges and agents spread over the replicas.
+    pub fn new(urls: &[String]) -> Result<Control<R>, ControlError> {
         let urls: Vec<String> = urls
             .iter()
             .map(|u| u.trim().trim_end_matches('/').to_string())
@@ -150,6 +127,7 @@ impl Control {
             urls,
             current,
             http,
+            role: PhantomData,
         })
     }
 
@@ -163,7 +141,7 @@ impl Control {
         self.current = (self.current + 1) % self.urls.len();
     }
 
-    fn failed(&self, message: impl std::fmt::Display) -> ControlError {
+    pub(crate) fn failed(&self, message: impl std::fmt::Display) -> ControlError {
         ControlError::Failed {
             url: self.url().to_string(),
             message: message.to_string(),
@@ -194,11 +172,11 @@ impl Control {
     async fn try_register(
         &self,
         bootstrap: &str,
-        req: &RegisterEdge,
+        req: &R::Register,
     ) -> Result<Registration, ControlError> {
         let resp = self
             .http
-            .post(format!("{}/api/v1/edge-nodes/register", self.url()))
+            .post(format!("{}{}", self.url(), R::REGISTER_PATH))
             .bearer_auth(bootstrap)
             .timeout(CONNECT_TIMEOUT + REQUEST_SLACK)
             .json(req)
@@ -221,14 +199,14 @@ impl Control {
     pub async fn register(
         &mut self,
         bootstrap: &str,
-        req: &RegisterEdge,
+        req: &R::Register,
         shutdown: &CancellationToken,
     ) -> Result<Registration, ControlError> {
         let mut backoff = Backoff::default();
         loop {
             match self.try_register(bootstrap, req).await {
                 Ok(r) => return Ok(r),
-                Err(e @ ControlError::Refused { .. }) => return Err(e),
+                Err(e) if !e.is_retryable() => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "registration failed; trying the next replica");
                     self.rotate();
@@ -242,9 +220,13 @@ impl Control {
         }
     }
 
-    /// One long-poll for a config newer than `after`.
-    async fn pull(&self, token: &str, after: u64) -> Result<Pull, ControlError> {
-        let mut url = format!("{}/api/v1/edge-nodes/me/config", self.url());
+    /// One long-poll for a config newer than `after` (0: any config, answered at once).
+    pub(crate) async fn pull(
+        &self,
+        token: &str,
+        after: u64,
+    ) -> Result<Pull<R::Config>, ControlError> {
+        let mut url = format!("{}{}", self.url(), R::CONFIG_PATH);
         if after > 0 {
             url.push_str(&format!("?after={after}&wait={}", PULL_WAIT.as_secs()));
         }
@@ -267,127 +249,104 @@ impl Control {
             _ => Err(self.error_from(resp).await),
         }
     }
-
-    /// Pulls configs until `shutdown`: each newer one is saved in `data_dir` and then served.
-    pub async fn follow(
-        mut self,
-        token: String,
-        live: Arc<Live>,
-        data_dir: PathBuf,
-        shutdown: CancellationToken,
-    ) {
-        let mut backoff = Backoff::default();
-        loop {
-            let outcome = tokio::select! {
-                r = self.pull(&token, live.version()) => r,
-                _ = shutdown.cancelled() => return,
-            };
-            let result = match outcome {
-                Ok(Pull::NoChange) => Ok(()),
-                Ok(Pull::Config(pulled)) => self.accept(*pulled, &live, &data_dir).await,
-                Err(e) => Err(e),
-            };
-            let url = self.url().to_string();
-            match result {
-                Ok(()) => {
-                    backoff.reset();
-                    live.update_status(|s| {
-                        s.last_pulled = unix_now();
-                        s.control = Some(url);
-                        s.last_error = None;
-                    });
-                }
-                Err(e) => {
-                    match &e {
-                        ControlError::Refused { .. } => tracing::error!(
-                            error = %e,
-                            "the control plane refused this edge (removed, or its token revoked?); \
-                             serving the last config"
-                        ),
-                        _ => {
-                            tracing::warn!(error = %e, "config pull failed; trying the next replica")
-                        }
-                    }
-                    live.update_status(|s| s.last_error = Some(e.to_string()));
-                    self.rotate();
-                    let wait = backoff.next_wait();
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                }
-            }
-        }
-    }
-
-    /// Saves and serves `pulled` if it is newer than what is served; refuses an older one.
-    async fn accept(
-        &self,
-        pulled: Pulled<EdgeConfig>,
-        live: &Live,
-        data_dir: &std::path::Path,
-    ) -> Result<(), ControlError> {
-        let have = live.version();
-        if pulled.version < have {
-            return Err(self.failed(format!(
-                "answered version {}, older than the {have} being served",
-                pulled.version
-            )));
-        }
-        if pulled.version == have {
-            live.update_status(|s| s.from_disk = false);
-            return Ok(());
-        }
-        let dir = data_dir.to_path_buf();
-        let pulled = Arc::new(pulled);
-        let to_save = pulled.clone();
-        tokio::task::spawn_blocking(move || saved::save(&dir, &to_save))
-            .await
-            .map_err(|e| self.failed(e))??;
-        if live.install(&pulled) {
-            tracing::info!(
-                version = pulled.version,
-                routes = pulled.config.routes.len(),
-                certificates = pulled.config.certificates.len(),
-                from = self.url(),
-                "serving a new config"
-            );
-        }
-        live.update_status(|s| s.from_disk = false);
-        Ok(())
-    }
-}
-
-/// Now, in Unix seconds.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::FakeReplica;
+    use crate::role::{AgentRole, EdgeRole, RegisterAgent};
 
-    #[test]
-    fn backoff_grows_to_the_cap_with_jitter_and_resets() {
-        let mut b = Backoff::default();
-        let waits: Vec<Duration> = (0..8).map(|_| b.next_wait()).collect();
-        assert!(waits[0] >= BACKOFF_MIN / 2 && waits[0] <= BACKOFF_MIN);
-        assert!(waits.iter().all(|w| *w <= BACKOFF_MAX));
-        assert!(waits[7] >= BACKOFF_MAX / 2);
-        b.reset();
-        assert!(b.next_wait() <= BACKOFF_MIN);
+    fn agent_request() -> RegisterAgent {
+        RegisterAgent {
+            name: "pi".into(),
+            wg_public_key: "K".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_agent_registers_at_its_path_with_its_bootstrap_token() {
+        let answer = r#"{"id":"a_1","origin_id":"o_1","name":"pi","wg_public_key":"K",
+            "tunnel_ip":"10.64.0.2","created_at":1,"token":"kokoa.own"}"#;
+        let fake = FakeReplica::start(vec![(201, answer.into())]).await;
+        let mut control = Control::<AgentRole>::new(&fake.urls()).expect("urls");
+        let r = control
+            .register("boot", &agent_request(), &CancellationToken::new())
+            .await
+            .expect("register");
+        assert_eq!((r.id.as_str(), r.name.as_str()), ("a_1", "pi"));
+        assert_eq!(r.token, "kokoa.own");
+        let seen = fake.seen();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].method, "POST");
+        assert_eq!(seen[0].uri, "/api/v1/agents/register");
+        assert_eq!(seen[0].bearer.as_deref(), Some("boot"));
+        let body: serde_json::Value = serde_json::from_str(&seen[0].body).expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({"name": "pi", "wg_public_key": "K"})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_carries_the_servers_message_and_is_not_retried() {
+        let refusal = r#"{"error":{"code":"forbidden","message":"wrong token","details":null,"retryable":false}}"#;
+        let fake = FakeReplica::start(vec![(403, refusal.into())]).await;
+        let mut control = Control::<AgentRole>::new(&fake.urls()).expect("urls");
+        let err = control
+            .register("boot", &agent_request(), &CancellationToken::new())
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(&err, ControlError::Refused { status: 403, message, .. } if message == "wrong token"),
+            "{err}"
+        );
+        assert!(!err.is_retryable());
+        assert_eq!(fake.seen().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_transient_error_is_retried_and_shutdown_stops_the_retries() {
+        let unavailable = r#"{"error":{"code":"no_leader","message":"no leader","details":null,"retryable":true}}"#;
+        let answer = r#"{"id":"e_1","name":"edge-1","token":"kokoa.edge"}"#;
+        let fake = FakeReplica::start(vec![(503, unavailable.into()), (201, answer.into())]).await;
+        let mut control = Control::<EdgeRole>::new(&fake.urls()).expect("urls");
+        let req = crate::role::RegisterEdge {
+            name: "edge-1".into(),
+            public_ip: "192.0.2.1".into(),
+            wg_public_key: "K".into(),
+            wg_port: 51820,
+            http_port: 80,
+        };
+        let r = control
+            .register("boot", &req, &CancellationToken::new())
+            .await
+            .expect("register");
+        assert_eq!(r.id, "e_1");
+        let seen = fake.seen();
+        assert_eq!(seen.len(), 2);
+        assert!(seen.iter().all(|s| s.uri == "/api/v1/edge-nodes/register"));
+
+        let down = FakeReplica::start(vec![(503, unavailable.into()); 10]).await;
+        let mut control = Control::<EdgeRole>::new(&down.urls()).expect("urls");
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let err = control.register("boot", &req, &shutdown).await;
+        assert!(matches!(err, Err(ControlError::Stopped)));
     }
 
     #[test]
     fn urls_are_checked_and_rotated() {
-        assert!(matches!(Control::new(&[]), Err(ControlError::NoUrls)));
         assert!(matches!(
-            Control::new(&["ftp://x".into()]),
+            Control::<EdgeRole>::new(&[]),
+            Err(ControlError::NoUrls)
+        ));
+        assert!(matches!(
+            Control::<AgentRole>::new(&["ftp://x".into()]),
             Err(ControlError::BadUrl(_))
         ));
-        let mut c = Control::new(&["http://a:1/".into(), "http://b:2".into()]).expect("urls");
+        let mut c =
+            Control::<EdgeRole>::new(&["http://a:1/".into(), "http://b:2".into()]).expect("urls");
         let first = c.url().to_string();
         c.rotate();
         assert_ne!(c.url(), first);

@@ -1,6 +1,6 @@
-//! Who this edge is, kept in its data dir: the WireGuard key pair it made itself (the private
-//! key never leaves `wg.key`; only the public key is registered), and the id and persistent
-//! token the control plane gave it when it registered (`registration.json`).
+//! Who this edge or agent is, kept in its data dir: the WireGuard key pair it made itself (the
+//! private key never leaves `wg.key`; only the public key is registered), and the id and
+//! persistent token the control plane gave it when it registered (`registration.json`).
 
 use std::path::{Path, PathBuf};
 
@@ -10,8 +10,10 @@ use kokoa_store::private_file;
 use serde::{Deserialize, Serialize};
 use x25519_dalek::{PublicKey, StaticSecret};
 
-const KEY_FILE: &str = "wg.key";
-const REGISTRATION_FILE: &str = "registration.json";
+/// The WireGuard private key's file name in the data dir.
+pub const KEY_FILE: &str = "wg.key";
+/// The registration's file name in the data dir.
+pub const REGISTRATION_FILE: &str = "registration.json";
 
 /// A problem with the identity files.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +82,7 @@ impl WgKeys {
     }
 }
 
-/// What registering gave this edge.
+/// What registering gave this edge or agent.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
     /// Its id in the control plane.
