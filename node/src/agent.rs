@@ -7,12 +7,11 @@
 mod edges;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use kokoa_pull::{
-    AgentRole, ConfigSink, Control, ControlError, PullStatus, RegisterAgent, Registration, WgKeys,
+    AgentRole, ConfigSink, Control, ControlError, RegisterAgent, Registration, WgKeys,
 };
 use kokoa_store::pulled::{AgentConfig, Pulled};
 use kokoa_tunnel::connector::{Connector, ConnectorConfig};
@@ -21,26 +20,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cli::AgentArgs;
-use edges::LinkLog;
-
-/// How often the links to the edges are looked at, to log those that came up or went down.
-const LINK_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// The config being served, if any.
 type Current = Option<Arc<Pulled<AgentConfig>>>;
 
-/// The agent's side of the puller: each installed config is published to the tunnel task.
+/// The agent's side of the puller: each installed config is published to the tunnel task. It
+/// keeps no pull status (the agent has no status page; the puller logs its errors).
 #[derive(Debug)]
 struct AgentState {
     config: watch::Sender<Current>,
-    status: Mutex<PullStatus>,
 }
 
 impl AgentState {
     fn new() -> Self {
         AgentState {
             config: watch::Sender::new(None),
-            status: Mutex::new(PullStatus::default()),
         }
     }
 }
@@ -61,10 +55,6 @@ impl ConfigSink<AgentConfig> for AgentState {
             *current = Some(Arc::new(pulled.clone()));
             true
         })
-    }
-
-    fn update_status(&self, f: impl FnOnce(&mut PullStatus)) {
-        f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
     }
 }
 
@@ -172,8 +162,6 @@ async fn serve(
         return Ok(());
     };
     tracing::info!("agent running id={id} tunnel_ip={address}");
-    let mut links = LinkLog::default();
-    let mut ticks = tokio::time::interval(LINK_CHECK_EVERY);
     loop {
         if let Some(pulled) = current.take() {
             if tunnel_ip(&pulled.config).is_ok_and(|ip| ip != address) {
@@ -190,9 +178,6 @@ async fn serve(
                     return Ok(());
                 }
                 current = configs.borrow_and_update().clone();
-            }
-            _ = ticks.tick() => {
-                links.update(connector.status().into_iter().map(|l| (l.id, l.connected)));
             }
             _ = stop.cancelled() => return Ok(()),
         }

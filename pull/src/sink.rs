@@ -28,6 +28,9 @@ pub trait ConfigSink<C>: Send + Sync {
     /// Serves `pulled` from now on if it is newer than what is served; returns whether it was.
     fn install(&self, pulled: &Pulled<C>) -> bool;
 
-    /// Changes the pull status.
-    fn update_status(&self, f: impl FnOnce(&mut PullStatus));
+    /// Changes the pull status. A sink that reports no status ignores it (the default); the
+    /// puller logs errors either way.
+    fn update_status(&self, f: impl FnOnce(&mut PullStatus)) {
+        let _ = f;
+    }
 }

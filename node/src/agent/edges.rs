@@ -1,8 +1,6 @@
-//! The edges as the agent sees them: which edges of a config it can dial (an edge without a
-//! tunnel address or with an unreadable key is left out, with a warning), and a log of the
-//! links that came up or went down.
+//! Which edges of a config the agent dials: each edge with a tunnel address, a readable
+//! WireGuard key and a public endpoint; any other is left out, with a warning.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use kokoa_store::pulled::EdgePeer;
@@ -48,39 +46,6 @@ fn target(edge: &EdgePeer) -> Result<EdgeTarget, String> {
     })
 }
 
-/// Which links were up when last looked at, to log only the changes.
-#[derive(Debug, Default)]
-pub struct LinkLog {
-    up: BTreeMap<String, bool>,
-}
-
-impl LinkLog {
-    /// Logs each edge whose link came up or went down since the last call; `links` is every
-    /// edge the tunnel dials, with whether it is connected.
-    pub fn update(&mut self, links: impl IntoIterator<Item = (String, bool)>) {
-        let now: BTreeMap<String, bool> = links.into_iter().collect();
-        for (edge, &connected) in &now {
-            let was = self.up.get(edge).copied().unwrap_or(false);
-            match (was, connected) {
-                (false, true) => tracing::info!(%edge, "tunnel to edge up"),
-                (true, false) => tracing::warn!(%edge, "tunnel to edge down"),
-                _ => {}
-            }
-        }
-        self.up = now;
-    }
-
-    /// The edges connected at the last update.
-    #[cfg(test)]
-    fn connected(&self) -> Vec<&str> {
-        self.up
-            .iter()
-            .filter(|(_, &up)| up)
-            .map(|(id, _)| id.as_str())
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,14 +87,5 @@ mod tests {
         assert_eq!(t.endpoint, "192.0.2.1:51820".parse().expect("addr"));
         assert_eq!(t.tunnel_ip, Ipv4Addr::new(10, 255, 0, 1));
         assert_eq!(t.public_key.as_bytes(), &[7u8; 32]);
-    }
-
-    #[test]
-    fn the_link_log_follows_the_links() {
-        let mut log = LinkLog::default();
-        log.update([("e_1".to_string(), true), ("e_2".to_string(), false)]);
-        assert_eq!(log.connected(), ["e_1"]);
-        log.update([("e_2".to_string(), true)]);
-        assert_eq!(log.connected(), ["e_2"]);
     }
 }

@@ -7,6 +7,7 @@ mod common;
 mod edge_common;
 mod fleet;
 
+mod agent;
 mod bad_input;
 mod cli;
 mod crash_burst;
