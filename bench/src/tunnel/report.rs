@@ -40,6 +40,12 @@ impl Path {
         }
     }
 
+    /// Whether processes of its own carry it (wireguard-go daemons; the edge and the agent),
+    /// whose CPU is measured; the plain veth is the kernel's.
+    pub fn has_tunnel_processes(self) -> bool {
+        !matches!(self, Path::VethPlain)
+    }
+
     /// What the figure is.
     pub fn describe(self) -> &'static str {
         match self {
@@ -281,14 +287,19 @@ impl TunnelReport {
             );
         }
         for x in &self.summaries {
+            let cpu = if x.path.has_tunnel_processes() {
+                format!("{:.0}", x.tunnel_cpu_pct.median)
+            } else {
+                "-".into()
+            };
             let _ = writeln!(
                 out,
-                "{:<13} {:>7} {:>8.3} {:>17} {:>11.0}",
+                "{:<13} {:>7} {:>8.3} {:>17} {:>11}",
                 x.path.label(),
                 x.streams,
                 x.gbit_s.median,
                 format!("({:.3}–{:.3})", x.gbit_s.min, x.gbit_s.max),
-                x.tunnel_cpu_pct.median
+                cpu
             );
         }
         if !self.latency.is_empty() {
@@ -343,12 +354,14 @@ impl TunnelReport {
                 x.path.label(),
                 stats(&x.gbit_s)
             );
-            let _ = writeln!(
-                out,
-                "RESULT {} tunnel_cpu_pct_{n} {}",
-                x.path.label(),
-                stats(&x.tunnel_cpu_pct)
-            );
+            if x.path.has_tunnel_processes() {
+                let _ = writeln!(
+                    out,
+                    "RESULT {} tunnel_cpu_pct_{n} {}",
+                    x.path.label(),
+                    stats(&x.tunnel_cpu_pct)
+                );
+            }
         }
         for l in &self.latency {
             let _ = writeln!(
