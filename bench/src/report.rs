@@ -374,6 +374,34 @@ impl Report {
     }
 }
 
+/// The report lines every peer benchmark ends its header with: the load average over the run,
+/// a warning naming what was busy at the start, and the run's notes.
+pub fn write_load_and_notes(
+    out: &mut String,
+    load_start: Option<&str>,
+    load_end: Option<&str>,
+    busy_at_start: &[String],
+    notes: &[String],
+) {
+    let busy = if busy_at_start.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; WARNING: running at the start (figures skewed): {}",
+            busy_at_start.join(" ")
+        )
+    };
+    let _ = writeln!(
+        out,
+        "load average {} → {}{busy}",
+        load_start.unwrap_or("-"),
+        load_end.unwrap_or("-"),
+    );
+    for note in notes {
+        let _ = writeln!(out, "NOTE: {note}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
-use crate::process::{field, KokoaProcess, StartError};
+use crate::process::{field, with_token, KokoaProcess, StartError};
 use crate::READY_TIMEOUT;
 
 /// What an agent logs once its tunnel runs.
@@ -67,11 +67,7 @@ impl AgentSpec {
 
     /// The child's environment: the spec's, plus the token as `KOKOA_TOKEN`.
     fn environment(&self) -> Vec<(String, String)> {
-        let mut env = self.env.clone();
-        if let Some(token) = &self.token {
-            env.push(("KOKOA_TOKEN".into(), token.clone()));
-        }
-        env
+        with_token(&self.env, self.token.as_deref())
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::api::http_client;
-use crate::process::{field, KokoaProcess, StartError};
+use crate::process::{field, with_token, KokoaProcess, StartError};
 use crate::{free_port, wait_until_ok, READY_TIMEOUT};
 
 /// What an edge logs once it serves.
@@ -98,11 +98,7 @@ impl EdgeSpec {
 
     /// The child's environment: the spec's, plus the token as `KOKOA_TOKEN`.
     fn environment(&self) -> Vec<(String, String)> {
-        let mut env = self.env.clone();
-        if let Some(token) = &self.token {
-            env.push(("KOKOA_TOKEN".into(), token.clone()));
-        }
-        env
+        with_token(&self.env, self.token.as_deref())
     }
 }
 

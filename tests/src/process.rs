@@ -345,6 +345,16 @@ pub fn strip_ansi(text: &str) -> String {
     out
 }
 
+/// `env` plus `KOKOA_TOKEN=token` when there is one: how edges and agents get their bootstrap
+/// token (it is needed on the first start only).
+pub fn with_token(env: &[(String, String)], token: Option<&str>) -> Vec<(String, String)> {
+    let mut env = env.to_vec();
+    if let Some(token) = token {
+        env.push(("KOKOA_TOKEN".into(), token.to_string()));
+    }
+    env
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -212,7 +212,7 @@ impl Drop for Tunnel {
         for task in &self.tasks {
             task.abort();
         }
-        let links: Vec<Arc<Link>> = self.shared.peers.read().by_key.values().cloned().collect();
+        let links = self.shared.links();
         for link in links {
             link.remove();
         }
@@ -413,7 +413,7 @@ impl Tunnel {
             }
             listeners.insert(port, tx);
         }
-        let links: Vec<Arc<Link>> = self.shared.peers.read().by_key.values().cloned().collect();
+        let links = self.shared.links();
         for link in links {
             link.with(|st| st.listen(port));
         }
@@ -426,8 +426,8 @@ impl Tunnel {
 
     /// Every peer's state.
     pub fn peers(&self) -> Vec<PeerStatus> {
-        let links: Vec<Arc<Link>> = self.shared.peers.read().by_key.values().cloned().collect();
-        links
+        self.shared
+            .links()
             .iter()
             .map(|link| {
                 let st = link.lock();
@@ -473,7 +473,7 @@ impl Drop for Listener {
             return;
         };
         shared.core.listeners.lock().remove(&self.port);
-        let links: Vec<Arc<Link>> = shared.peers.read().by_key.values().cloned().collect();
+        let links = shared.links();
         for link in links {
             link.with(|st| st.unlisten(self.port));
         }

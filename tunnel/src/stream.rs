@@ -117,14 +117,15 @@ impl AsyncWrite for TcpStream {
                 return Poll::Ready(Err(reset()));
             }
             let socket = st.sockets.get_mut::<tcp::Socket>(handle);
-            if !socket.may_send() {
-                return Poll::Ready(Err(match socket.state() {
-                    tcp::State::SynSent | tcp::State::SynReceived => {
-                        socket.register_send_waker(cx.waker());
-                        return Poll::Pending;
-                    }
-                    _ => io::Error::new(io::ErrorKind::BrokenPipe, "tunnel connection closed"),
-                }));
+            let handshaking = matches!(
+                socket.state(),
+                tcp::State::SynSent | tcp::State::SynReceived
+            );
+            if !socket.may_send() && !handshaking {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "tunnel connection closed",
+                )));
             }
             if socket.can_send() {
                 let n = socket.send_slice(data).map_err(|_| reset())?;

@@ -190,16 +190,12 @@ async fn gateway_reaches_targets_through_a_connector_and_nothing_else() {
         }
     });
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut stream = loop {
-        match gateway.open("o1", &target).await {
-            Ok(s) => break s,
-            Err(GatewayError::NoAgent(_)) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("open: {e}"),
-        }
-    };
+    let mut stream = kokoa_tests::wait_until_ok(
+        "a stream through the connected agent",
+        Duration::from_secs(30),
+        || async { gateway.open("o1", &target).await.map_err(|e| e.to_string()) },
+    )
+    .await;
     stream.write_all(b"hello").await.expect("write");
     let mut back = [0u8; 5];
     stream.read_exact(&mut back).await.expect("read");

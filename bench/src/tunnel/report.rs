@@ -262,23 +262,13 @@ impl TunnelReport {
             m.kokoa_bin.as_deref().unwrap_or("-"),
             m.kokoa_log.as_deref().unwrap_or("unset: default filter")
         );
-        let _ = writeln!(
-            out,
-            "load average {} → {}{}",
-            m.load_average_start.as_deref().unwrap_or("-"),
-            m.load_average_end.as_deref().unwrap_or("-"),
-            if m.busy_at_start.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; WARNING: running at the start (figures skewed): {}",
-                    m.busy_at_start.join(" ")
-                )
-            }
+        crate::report::write_load_and_notes(
+            &mut out,
+            m.load_average_start.as_deref(),
+            m.load_average_end.as_deref(),
+            &m.busy_at_start,
+            &self.notes,
         );
-        for note in &self.notes {
-            let _ = writeln!(out, "NOTE: {note}");
-        }
         if !self.summaries.is_empty() {
             let _ = writeln!(
                 out,
