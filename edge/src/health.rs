@@ -66,6 +66,28 @@ impl HealthReport {
         // Plain strings, numbers and maps always serialise.
         Bytes::from(serde_json::to_vec(self).unwrap_or_default())
     }
+
+    /// The routed origins this edge cannot reach now, sorted: tunnel origins without a connected
+    /// agent, direct origins whose last dial failed.
+    pub fn unreachable_origins(&self) -> Vec<String> {
+        self.origins
+            .iter()
+            .filter(|(_, o)| o.unreachable())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+impl OriginHealth {
+    /// A tunnel origin is unreachable when none of its agents is connected to this edge (the
+    /// agents keep their connections up, so this holds without traffic); a direct origin when
+    /// the edge's last dial failed.
+    pub fn unreachable(&self) -> bool {
+        match self.kind {
+            OriginKind::Tunnel => !self.agents.iter().any(|a| a.connected),
+            OriginKind::Direct => self.reachable == Some(false),
+        }
+    }
 }
 
 /// The report for `live` now; `origin_status` gives an origin's dial results by id.
@@ -191,5 +213,35 @@ mod tests {
         assert_eq!(json["origins"]["o2"]["reachable"], serde_json::Value::Null);
         let back: HealthReport = serde_json::from_value(json).expect("parse back");
         assert_eq!(back, report);
+        // o2 is a tunnel origin without a connected agent; o1 answered its last dial.
+        assert_eq!(report.unreachable_origins(), ["o2"]);
+    }
+
+    #[test]
+    fn origins_are_unreachable_by_kind() {
+        let origin = |kind, reachable, connected: &[bool]| OriginHealth {
+            name: "o".into(),
+            kind,
+            reachable,
+            last_error: None,
+            last_success: None,
+            agents: connected
+                .iter()
+                .enumerate()
+                .map(|(i, &connected)| AgentHealth {
+                    id: format!("a{i}"),
+                    connected,
+                    last_handshake_secs: None,
+                    endpoint: None,
+                })
+                .collect(),
+        };
+        assert!(!origin(OriginKind::Direct, None, &[]).unreachable());
+        assert!(!origin(OriginKind::Direct, Some(true), &[]).unreachable());
+        assert!(origin(OriginKind::Direct, Some(false), &[]).unreachable());
+        assert!(origin(OriginKind::Tunnel, None, &[]).unreachable());
+        assert!(origin(OriginKind::Tunnel, Some(true), &[false, false]).unreachable());
+        // A failed dial does not outweigh a connected agent: the next request goes through it.
+        assert!(!origin(OriginKind::Tunnel, Some(false), &[false, true]).unreachable());
     }
 }

@@ -166,6 +166,7 @@ pub async fn route(api: ApiArgs, cmd: RouteCmd) -> anyhow::Result<()> {
                     ("HOSTNAME", |r| s(&r["hostname"])),
                     ("TARGET", |r| s(&r["target"])),
                     ("ORIGIN", |r| s(&r["origin_id"])),
+                    ("REACHED", |r| s(&r["origin_status"])),
                     ("ID", |r| s(&r["id"])),
                 ],
             )

@@ -7,12 +7,18 @@
 //! that has not pulled its config for `edge_stale_secs` is unhealthy at once. Only verdicts that
 //! differ from the committed [`EdgeHealth`] are written (never a write per probe). A new leader
 //! starts counting afresh but compares with the committed state, so it commits real changes only.
+//!
+//! A good probe also reads the edge's report of its origins (tunnel origins without a connected
+//! agent, direct origins whose last dial failed); when that set differs from the committed one of
+//! a healthy edge, it is committed too, so the API and UI can mark routes whose origin the edges
+//! cannot reach.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kokoa_edge::health::HealthReport;
 use kokoa_raft::Command;
 use kokoa_store::{EdgeHealth, EdgeNode, Settings};
 use kokoa_web::auth::unix_now;
@@ -184,8 +190,8 @@ async fn round(
         .await?;
     let interval = Duration::from_secs(settings.health_interval_secs.max(1).into());
     let timeout = Duration::from_secs(settings.health_timeout_secs.max(1).into());
-    let committed: HashMap<String, bool> =
-        health.into_iter().map(|h| (h.edge_id, h.healthy)).collect();
+    let committed: HashMap<String, EdgeHealth> =
+        health.into_iter().map(|h| (h.edge_id.clone(), h)).collect();
     let seen: HashMap<String, u64> = seen.into_iter().collect();
     tracker.retain(|id| edges.iter().any(|e| e.id == id));
 
@@ -197,17 +203,16 @@ async fn round(
     for edge in &edges {
         let pulled = kokoa_web::seen::last_seen(ctx, &seen, &edge.id).unwrap_or(edge.created_at);
         if now.saturating_sub(pulled) > stale_after {
-            results.push((edge.id.clone(), Probe::Stale));
+            results.push((edge.id.clone(), Probe::Stale, None));
             continue;
         }
         let (http, limit, edge) = (http.clone(), limit.clone(), edge.clone());
         probes.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let probe = match probe(&http, &edge, timeout).await {
-                Ok(()) => Probe::Up,
-                Err(why) => Probe::Down(why),
-            };
-            (edge.id, probe)
+            match probe(&http, &edge, timeout).await {
+                Ok(unreachable) => (edge.id, Probe::Up, unreachable),
+                Err(why) => (edge.id, Probe::Down(why), None),
+            }
         });
     }
     while let Some(done) = probes.join_next().await {
@@ -218,44 +223,79 @@ async fn round(
     }
 
     let thresholds = Thresholds::from(&settings);
-    for (edge_id, probe) in results {
-        tracing::trace!(edge = %edge_id, ?probe, "probed");
-        let Some(verdict) = tracker.observe(
-            &edge_id,
-            probe,
-            committed.get(&edge_id).copied(),
-            thresholds,
-        ) else {
-            continue;
-        };
-        commit(ctx, edge_id, verdict).await;
+    for (edge_id, probe, reported) in results {
+        tracing::trace!(edge = %edge_id, ?probe, ?reported, "probed");
+        let current = committed.get(&edge_id);
+        let verdict = tracker.observe(&edge_id, probe, current.map(|h| h.healthy), thresholds);
+        if let Some(next) = next_health(&edge_id, current, verdict, reported) {
+            commit(ctx, next).await;
+        }
     }
     ctx.metrics.health_round_done();
     Ok(interval)
 }
 
-/// Commits one transition, unless this replica no longer leads (a deposed leader's view of the
+/// What to commit about an edge after a probe, if anything: a `verdict` (a health transition,
+/// with the origins it `reported`, else the committed ones), or for a healthy edge whose
+/// report's unreachable origins differ from the committed ones, just those.
+fn next_health(
+    edge_id: &str,
+    current: Option<&EdgeHealth>,
+    verdict: Option<Verdict>,
+    reported: Option<Vec<String>>,
+) -> Option<EdgeHealth> {
+    let committed_origins = || {
+        current
+            .map(|h| h.unreachable_origins.clone())
+            .unwrap_or_default()
+    };
+    match (verdict, current) {
+        (Some(v), _) => Some(EdgeHealth {
+            edge_id: edge_id.to_string(),
+            healthy: v.healthy,
+            since: unix_now(),
+            reason: v.reason,
+            unreachable_origins: reported.unwrap_or_else(committed_origins),
+        }),
+        (None, Some(h)) if h.healthy => reported
+            .filter(|origins| *origins != h.unreachable_origins)
+            .map(|origins| EdgeHealth {
+                unreachable_origins: origins,
+                ..h.clone()
+            }),
+        (None, _) => None,
+    }
+}
+
+/// Commits one change, unless this replica no longer leads (a deposed leader's view of the
 /// edges is not the cluster's).
-async fn commit(ctx: &ApiContext, edge_id: String, verdict: Verdict) {
+async fn commit(ctx: &ApiContext, health: EdgeHealth) {
     let status = ctx.node.status();
     if status.leader_id != Some(status.node_id) {
         return;
     }
-    tracing::info!(edge = %edge_id, healthy = verdict.healthy, reason = %verdict.reason, "edge health changed");
-    let cmd = Command::SetEdgeHealth(EdgeHealth {
-        edge_id: edge_id.clone(),
-        healthy: verdict.healthy,
-        since: unix_now(),
-        reason: verdict.reason,
-    });
-    if let Err(e) = ctx.write(cmd).await {
+    tracing::info!(
+        edge = %health.edge_id,
+        healthy = health.healthy,
+        reason = %health.reason,
+        unreachable_origins = ?health.unreachable_origins,
+        "edge health changed"
+    );
+    let edge_id = health.edge_id.clone();
+    if let Err(e) = ctx.write(Command::SetEdgeHealth(health)).await {
         // Retried on the next round (the counts still call for it); a removed edge is dropped.
         tracing::debug!(edge = %edge_id, error = %e.message, "cannot commit edge health");
     }
 }
 
-/// `GET http://PUBLIC_IP:HTTP_PORT/health` with the IP as Host, within `timeout`.
-async fn probe(http: &reqwest::Client, edge: &EdgeNode, timeout: Duration) -> Result<(), String> {
+/// `GET http://PUBLIC_IP:HTTP_PORT/health` with the IP as Host, within `timeout`. A good probe
+/// gives the report's unreachable origins (`None` when the JSON is not a report this version
+/// reads, such as an older edge's).
+async fn probe(
+    http: &reqwest::Client,
+    edge: &EdgeNode,
+    timeout: Duration,
+) -> Result<Option<Vec<String>>, String> {
     let ip: IpAddr = edge
         .public_ip
         .parse()
@@ -283,9 +323,11 @@ async fn probe(http: &reqwest::Client, edge: &EdgeNode, timeout: Duration) -> Re
             }
             body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice::<serde_json::Value>(&body)
-            .map(|_| ())
-            .map_err(|_| "the answer is not JSON".to_string())
+        let json = serde_json::from_slice::<serde_json::Value>(&body)
+            .map_err(|_| "the answer is not JSON".to_string())?;
+        Ok(serde_json::from_value::<HealthReport>(json)
+            .ok()
+            .map(|report| report.unreachable_origins()))
     };
     tokio::time::timeout(timeout, attempt)
         .await
@@ -403,6 +445,56 @@ mod tests {
         let mut t = Tracker::default();
         assert_eq!(t.observe("e", Probe::Up, Some(true), T), None);
         assert_eq!(t.observe("e", Probe::Up, Some(true), T), None);
+    }
+
+    fn committed(healthy: bool, origins: &[&str]) -> EdgeHealth {
+        EdgeHealth {
+            edge_id: "e".into(),
+            healthy,
+            since: 7,
+            reason: "before".into(),
+            unreachable_origins: origins.iter().map(|o| o.to_string()).collect(),
+        }
+    }
+
+    fn list(origins: &[&str]) -> Option<Vec<String>> {
+        Some(origins.iter().map(|o| o.to_string()).collect())
+    }
+
+    #[test]
+    fn a_healthy_edges_changed_origins_are_committed_alone() {
+        let h = committed(true, &["o1"]);
+        assert_eq!(next_health("e", Some(&h), None, list(&["o1"])), None);
+        // Unreadable report: nothing to say about origins.
+        assert_eq!(next_health("e", Some(&h), None, None), None);
+        let next = next_health("e", Some(&h), None, list(&[])).expect("a change");
+        assert!(next.healthy);
+        assert_eq!((next.since, next.reason.as_str()), (7, "before"));
+        assert!(next.unreachable_origins.is_empty());
+        // An unhealthy or never-judged edge waits for its verdict.
+        let sick = committed(false, &[]);
+        assert_eq!(next_health("e", Some(&sick), None, list(&["o1"])), None);
+        assert_eq!(next_health("e", None, None, list(&["o1"])), None);
+    }
+
+    #[test]
+    fn a_verdict_carries_the_reported_or_committed_origins() {
+        let up = Verdict {
+            healthy: true,
+            reason: "2 good probes".into(),
+        };
+        let next = next_health("e", None, Some(up), list(&["o2"])).expect("a verdict");
+        assert!(next.healthy);
+        assert_eq!(next.unreachable_origins, ["o2"]);
+        let down = Verdict {
+            healthy: false,
+            reason: "3 failed probes".into(),
+        };
+        let h = committed(true, &["o1"]);
+        let next = next_health("e", Some(&h), Some(down), None).expect("a verdict");
+        assert!(!next.healthy);
+        assert_eq!(next.reason, "3 failed probes");
+        assert_eq!(next.unreachable_origins, ["o1"]);
     }
 
     #[test]

@@ -390,11 +390,19 @@ impl StateTables<'_> {
             return Ok(Applied::rejected(Rejection::NotFound));
         }
         let current = get::<&str, EdgeHealth>(&self.edge_health, health.edge_id.as_str())?;
-        if current.is_some_and(|c| c.healthy == health.healthy) {
-            return Ok(Applied::unchanged());
+        let mut next = health.clone();
+        if let Some(current) = current {
+            if current.healthy == health.healthy {
+                if current.unreachable_origins == health.unreachable_origins {
+                    return Ok(Applied::unchanged());
+                }
+                // Only the origins changed: the transition's time and reason stay.
+                next.since = current.since;
+                next.reason = current.reason;
+            }
         }
         self.edge_health
-            .insert(health.edge_id.as_str(), encode(health)?.as_slice())?;
+            .insert(health.edge_id.as_str(), encode(&next)?.as_slice())?;
         Ok(Applied::changed())
     }
 

@@ -120,7 +120,12 @@ impl Command {
                 }
                 r.rate_limit.as_ref().map_or(Ok(()), validate_rate_limit)
             }
-            Command::SetEdgeHealth(h) => validate_id(&h.edge_id),
+            Command::SetEdgeHealth(h) => {
+                validate_id(&h.edge_id)?;
+                h.unreachable_origins
+                    .iter()
+                    .try_for_each(|id| validate_id(id))
+            }
             Command::CreateDnsZone(z) => validate_zone(&z.name),
             Command::DeleteDnsZone { name } => validate_zone(name),
             Command::CreateCertificate {

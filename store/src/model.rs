@@ -232,6 +232,10 @@ pub struct EdgeHealth {
     pub since: u64,
     /// Why, in a few words (`3 failed probes: connection refused`, `2 good probes`).
     pub reason: String,
+    /// Origins this edge reported it cannot reach, sorted: tunnel origins without a connected
+    /// agent, direct origins whose last dial failed. Updated when the edge's report changes.
+    #[serde(default)]
+    pub unreachable_origins: Vec<String>,
 }
 
 /// A DNS zone the replicas answer for (authoritatively, with `--dns-listen`).

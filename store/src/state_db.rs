@@ -704,6 +704,45 @@ mod tests {
     }
 
     #[test]
+    fn edge_health_keeps_its_transition_when_only_the_origins_change() {
+        let (_d, db) = open();
+        apply(
+            &db,
+            1,
+            &Command::CreateToken(token("boot", crate::Role::Edge, None)),
+        );
+        apply(&db, 2, &register_edge("e1", "edge-a", "boot"));
+        let health = |healthy: bool, since: u64, reason: &str, origins: &[&str]| {
+            Command::SetEdgeHealth(EdgeHealth {
+                edge_id: "e1".into(),
+                healthy,
+                since,
+                reason: reason.into(),
+                unreachable_origins: origins.iter().map(|o| o.to_string()).collect(),
+            })
+        };
+        let stored = || db.reader().unwrap().edge_health().unwrap();
+        apply(&db, 3, &health(true, 10, "2 good probes", &[]));
+        // The same verdict again changes nothing (no new version).
+        apply(&db, 4, &health(true, 20, "2 good probes", &[]));
+        assert_eq!(stored()[0].since, 10);
+        assert_eq!(db.version().unwrap(), 3);
+        // Only the origins: the transition's time and reason stay.
+        apply(&db, 5, &health(true, 30, "ignored", &["o1"]));
+        assert_eq!(stored()[0].since, 10);
+        assert_eq!(stored()[0].reason, "2 good probes");
+        assert_eq!(stored()[0].unreachable_origins, ["o1"]);
+        // A transition takes everything.
+        apply(&db, 6, &health(false, 40, "3 failed probes", &["o1"]));
+        assert_eq!(stored()[0].since, 40);
+        assert!(!stored()[0].healthy);
+        assert!(matches!(
+            apply(&db, 7, &health(true, 50, "x", &["not an id"])),
+            Outcome::Rejected(_)
+        ));
+    }
+
+    #[test]
     fn certificates_are_replaced_in_one_write_and_survive_install() {
         let (_d, db) = open();
         let cert = |id: &str, names: &[&str]| crate::Certificate {

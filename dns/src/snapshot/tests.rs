@@ -95,6 +95,7 @@ fn routes_answer_with_healthy_edges_and_fail_open() {
         healthy: false,
         since: 0,
         reason: "down".into(),
+        unreachable_origins: vec![],
     }];
     let snap = ZoneSnapshot::build(&v);
     assert_eq!(
@@ -106,6 +107,7 @@ fn routes_answer_with_healthy_edges_and_fail_open() {
         healthy: false,
         since: 0,
         reason: "down".into(),
+        unreachable_origins: vec![],
     });
     let snap = ZoneSnapshot::build(&v);
     assert_eq!(

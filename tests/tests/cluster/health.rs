@@ -33,7 +33,7 @@ const ZONE: &str = "health.test";
 const HOST: &str = "app.health.test";
 
 /// Probes every second with a 1 s timeout (settings through replica 0).
-async fn fast_checks(cluster: &Cluster) {
+pub(crate) async fn fast_checks(cluster: &Cluster) {
     let admin = cluster.client(0);
     let current = admin.get("/api/v1/settings").await.expect("GET settings");
     assert_eq!(current.status.as_u16(), 200, "{}", current.json);

@@ -67,6 +67,35 @@ impl TunnelSetup {
             .unwrap_or_default()
     }
 
+    /// Waits until every replica (linearizable and local reads) shows the route's origin
+    /// `status`, unreachable from the edges `from`.
+    async fn wait_route_status(&self, status: &str, from: &[&str]) {
+        let cluster = &self.setup.cluster;
+        wait_until_ok(
+            &format!("the route's origin {status} (not from {from:?}) on every replica"),
+            TUNNEL_TIMEOUT,
+            || async {
+                for i in cluster.running() {
+                    for query in ["", "?stale=true"] {
+                        let path = format!("/api/v1/routes/{HOST}{query}");
+                        let got = cluster
+                            .client(i)
+                            .get(&path)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let seen = (&got.json["origin_status"], &got.json["unreachable_from"]);
+                        if got.status.as_u16() != 200 || seen.0 != status || *seen.1 != json!(from)
+                        {
+                            return Err(format!("replica {i} {path}: {} {}", got.status, got.json));
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await;
+    }
+
     /// Waits until the edge reports agent `id` connected (or not).
     async fn wait_agent(&self, id: &str, connected: bool) {
         wait_until_ok(
@@ -249,6 +278,45 @@ async fn agents_and_edges_come_back_by_themselves_and_a_second_agent_takes_over(
         assert_eq!(answer.status, 200, "request {i}: {}", answer.body);
     }
     assert!(SERVE_TIMEOUT > Duration::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_show_when_the_edges_cannot_reach_their_tunnel_origin() {
+    let mut t = TunnelSetup::start().await;
+    crate::health::fast_checks(&t.setup.cluster).await;
+    let edge_id = t.setup.edge.id().to_string();
+    t.wait_route_status("reachable", &[]).await;
+
+    // The only agent dies: once the edge sees its tunnel gone, every replica marks the route.
+    t.agent.kill9();
+    let killed = Instant::now();
+    t.wait_route_status("unreachable", &[&edge_id]).await;
+    eprintln!(
+        "the route was marked unreachable {:?} after kill -9 of its agent",
+        killed.elapsed()
+    );
+    let page = crate::ui::dashboard_page(&t.setup.cluster, 1).await;
+    assert!(
+        page.contains("origin unreachable") && page.contains(&format!("not from {}", "edge-1")),
+        "the dashboard does not mark the route: {page}"
+    );
+    let edges = t
+        .setup
+        .cluster
+        .client(2)
+        .get("/api/v1/edge-nodes")
+        .await
+        .expect("GET edges");
+    assert_eq!(
+        edges.json["items"][0]["unreachable_origins"],
+        json!([t.origin_id])
+    );
+
+    // The agent comes back: the mark goes.
+    t.agent.restart().await.unwrap_or_else(|e| panic!("{e}"));
+    t.wait_route_status("reachable", &[]).await;
+    let page = crate::ui::dashboard_page(&t.setup.cluster, 0).await;
+    assert!(!page.contains("origin unreachable"), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -435,6 +435,29 @@ async fn admin_manages_origins_and_routes_in_a_browser() {
     drop(driver);
 }
 
+/// The dashboard of replica `i` as the cluster's admin sees it (signed in over plain HTTP).
+pub(crate) async fn dashboard_page(cluster: &Cluster, i: usize) -> String {
+    let http = plain_http();
+    let url = cluster.replica(i).api_url();
+    let resp = http
+        .post(format!("{url}/ui/login"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("token={}", cluster.admin_token()))
+        .send()
+        .await
+        .expect("POST /ui/login");
+    assert_eq!(resp.status().as_u16(), 303, "sign in");
+    let cookie = cookie_pair(&set_cookies(&resp), "kokoa_session").expect("a session cookie");
+    let page = http
+        .get(format!("{url}/"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(page.status().as_u16(), 200, "the dashboard");
+    page.text().await.expect("the dashboard's body")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_end_when_their_token_is_revoked() {
     let cluster = Cluster::start(3).await;

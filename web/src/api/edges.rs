@@ -150,6 +150,8 @@ pub struct EdgeView {
     pub health_since: Option<u64>,
     /// Why (`3 failed probes: ...`, `2 good probes`, `stopped pulling config`).
     pub health_reason: Option<String>,
+    /// Origins the edge last reported it cannot reach.
+    pub unreachable_origins: Vec<String>,
 }
 
 impl EdgeView {
@@ -159,13 +161,17 @@ impl EdgeView {
             Some(_) => "unhealthy",
             None => "unknown",
         };
-        let (since, reason) = health.map(|h| (h.since, h.reason)).unzip();
+        let (since, reason, unreachable) = match health {
+            Some(h) => (Some(h.since), Some(h.reason), h.unreachable_origins),
+            None => (None, None, Vec::new()),
+        };
         EdgeView {
             edge,
             last_seen,
             health: label,
             health_since: since,
             health_reason: reason,
+            unreachable_origins: unreachable,
         }
     }
 }

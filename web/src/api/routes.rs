@@ -1,5 +1,7 @@
 //! `/api/v1/routes`: public hostnames and where they lead.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -8,8 +10,8 @@ use kokoa_raft::Command;
 use kokoa_store::validate::{
     normalize_hostname, normalize_target, validate_id, validate_rate_limit,
 };
-use kokoa_store::{RateLimit, Route};
-use serde::Deserialize;
+use kokoa_store::{EdgeHealth, RateLimit, Route};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{committed, new_id, removed, Items};
@@ -33,6 +35,77 @@ pub struct CreateRoute {
     /// Serve plain HTTP on port 80 instead of redirecting to HTTPS.
     #[serde(default)]
     pub allow_http: bool,
+}
+
+/// How the healthy edges reach a route's origin, from their last reports to the health checker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OriginStatus {
+    /// No healthy edge reports it unreachable.
+    Reachable,
+    /// Some healthy edges report it unreachable.
+    Degraded,
+    /// Every healthy edge reports it unreachable: requests get 502/503.
+    Unreachable,
+    /// No edge is healthy (or none is registered): nothing is known.
+    Unknown,
+}
+
+/// A route, with whether the edges can reach its origin.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RouteView {
+    #[serde(flatten)]
+    pub route: Route,
+    #[schema(example = "reachable")]
+    pub origin_status: OriginStatus,
+    /// The healthy edges that report its origin unreachable (a tunnel origin without a
+    /// connected agent, a direct origin whose last dial failed).
+    pub unreachable_from: Vec<String>,
+}
+
+/// The edges' reports of their origins, from the committed health of every edge.
+#[derive(Debug, Default)]
+pub struct OriginReach {
+    healthy_edges: usize,
+    /// Origin id -> the healthy edges that cannot reach it.
+    unreachable: HashMap<String, Vec<String>>,
+}
+
+impl OriginReach {
+    pub fn new(health: &[EdgeHealth]) -> Self {
+        let mut reach = OriginReach::default();
+        for h in health.iter().filter(|h| h.healthy) {
+            reach.healthy_edges += 1;
+            for origin in &h.unreachable_origins {
+                reach
+                    .unreachable
+                    .entry(origin.clone())
+                    .or_default()
+                    .push(h.edge_id.clone());
+            }
+        }
+        reach
+    }
+
+    /// `route` with its origin's status.
+    pub fn view(&self, route: Route) -> RouteView {
+        let unreachable_from = self
+            .unreachable
+            .get(&route.origin_id)
+            .cloned()
+            .unwrap_or_default();
+        let origin_status = match unreachable_from.len() {
+            _ if self.healthy_edges == 0 => OriginStatus::Unknown,
+            0 => OriginStatus::Reachable,
+            n if n == self.healthy_edges => OriginStatus::Unreachable,
+            _ => OriginStatus::Degraded,
+        };
+        RouteView {
+            route,
+            origin_status,
+            unreachable_from,
+        }
+    }
 }
 
 /// Publishes a hostname from an origin's target.
@@ -82,26 +155,37 @@ pub async fn create(
     tag = "routes",
     params(ReadQuery),
     responses(
-        (status = 200, description = "The routes", body = Items<Route>),
+        (status = 200, description = "The routes, with whether the edges reach their origins", body = Items<RouteView>),
         crate::openapi::ReadErrors,
     )
 )]
 pub async fn list(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
-) -> Result<Json<Items<Route>>, ApiError> {
-    let items = ctx.read(mode, |r| r.routes()).await?;
+) -> Result<Json<Items<RouteView>>, ApiError> {
+    let (routes, health) = ctx
+        .read(mode, |r| Ok((r.routes()?, r.edge_health()?)))
+        .await?;
+    let reach = OriginReach::new(&health);
+    let items = routes.into_iter().map(|r| reach.view(r)).collect();
     Ok(Json(Items { items }))
 }
 
-/// Finds a route by id, or else by hostname.
-async fn find(ctx: &ApiContext, mode: ReadMode, key: String) -> Result<Route, ApiError> {
-    ctx.read(mode, move |r| match r.route(&key)? {
-        Some(route) => Ok(Some(route)),
-        None => match normalize_hostname(&key) {
-            Ok(host) => r.route_by_hostname(&host),
-            Err(_) => Ok(None),
-        },
+/// Finds a route by id, or else by hostname; with the edges' committed health.
+async fn find(
+    ctx: &ApiContext,
+    mode: ReadMode,
+    key: String,
+) -> Result<(Route, Vec<EdgeHealth>), ApiError> {
+    ctx.read(mode, move |r| {
+        let route = match r.route(&key)? {
+            Some(route) => Some(route),
+            None => match normalize_hostname(&key) {
+                Ok(host) => r.route_by_hostname(&host)?,
+                Err(_) => None,
+            },
+        };
+        route.map(|route| Ok((route, r.edge_health()?))).transpose()
     })
     .await?
     .ok_or_else(|| ApiError::not_found("route"))
@@ -115,7 +199,7 @@ async fn find(ctx: &ApiContext, mode: ReadMode, key: String) -> Result<Route, Ap
     tag = "routes",
     params(("id" = String, Path, description = "The route's id or hostname"), ReadQuery),
     responses(
-        (status = 200, description = "The route", body = Route),
+        (status = 200, description = "The route, with whether the edges reach its origin", body = RouteView),
         crate::openapi::RecordErrors,
     )
 )]
@@ -123,8 +207,9 @@ pub async fn get_one(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
     ApiPath(key): ApiPath<String>,
-) -> Result<Json<Route>, ApiError> {
-    Ok(Json(find(&ctx, mode, key).await?))
+) -> Result<Json<RouteView>, ApiError> {
+    let (route, health) = find(&ctx, mode, key).await?;
+    Ok(Json(OriginReach::new(&health).view(route)))
 }
 
 /// Deletes a route, by id or hostname.
@@ -143,6 +228,65 @@ pub async fn remove(
     State(ctx): State<ApiContext>,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let route = find(&ctx, ReadMode::default(), key).await?;
+    let (route, _) = find(&ctx, ReadMode::default(), key).await?;
     removed(&ctx, Command::DeleteRoute { id: route.id }).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(edge: &str, healthy: bool, origins: &[&str]) -> EdgeHealth {
+        EdgeHealth {
+            edge_id: edge.into(),
+            healthy,
+            since: 1,
+            reason: String::new(),
+            unreachable_origins: origins.iter().map(|o| o.to_string()).collect(),
+        }
+    }
+
+    fn route(origin: &str) -> Route {
+        Route {
+            id: "r1".into(),
+            hostname: "app.example.com".into(),
+            origin_id: origin.into(),
+            target: "localhost:80".into(),
+            created_at: 1,
+            rate_limit: None,
+            allow_http: false,
+        }
+    }
+
+    #[test]
+    fn the_healthy_edges_reports_decide_a_routes_origin_status() {
+        let reach = OriginReach::new(&[
+            health("e1", true, &["o1", "o2"]),
+            health("e2", true, &["o1"]),
+            // An unhealthy edge's report does not count.
+            health("e3", false, &["o3"]),
+        ]);
+        let o1 = reach.view(route("o1"));
+        assert_eq!(o1.origin_status, OriginStatus::Unreachable);
+        assert_eq!(o1.unreachable_from, ["e1", "e2"]);
+        let o2 = reach.view(route("o2"));
+        assert_eq!(o2.origin_status, OriginStatus::Degraded);
+        assert_eq!(o2.unreachable_from, ["e1"]);
+        let o3 = reach.view(route("o3"));
+        assert_eq!(o3.origin_status, OriginStatus::Reachable);
+        assert!(o3.unreachable_from.is_empty());
+        let json = serde_json::to_value(&o2).expect("json");
+        assert_eq!(json["hostname"], "app.example.com");
+        assert_eq!(json["origin_status"], "degraded");
+
+        let nobody = OriginReach::new(&[health("e1", false, &[])]);
+        assert_eq!(
+            nobody.view(route("o1")).origin_status,
+            OriginStatus::Unknown
+        );
+        assert_eq!(
+            OriginReach::new(&[]).view(route("o1")).origin_status,
+            OriginStatus::Unknown
+        );
+    }
 }

@@ -11,12 +11,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use kokoa_raft::ClusterStatus;
-use kokoa_store::{DnsRecord, Origin, OriginKind, Route, Subject};
+use kokoa_store::{DnsRecord, Origin, OriginKind, Subject};
 
 use super::session::{Flash, Session, CSRF_FIELD};
 use super::{html, unavailable, Site};
 use crate::api::agents::AgentView;
 use crate::api::edges::EdgeView;
+use crate::api::routes::{OriginStatus, RouteView};
 use crate::api::tokens::TokenView;
 use crate::extract::ReadMode;
 use crate::{api, ApiContext, ApiError};
@@ -55,7 +56,7 @@ pub struct Dashboard {
     pub edges: Vec<EdgeView>,
     pub origins: Vec<Origin>,
     pub agents: Vec<AgentView>,
-    pub routes: Vec<Route>,
+    pub routes: Vec<RouteView>,
     pub tokens: Vec<TokenView>,
     pub dns_records: Vec<DnsRecord>,
 }
@@ -473,7 +474,11 @@ fn origins_section(d: &Dashboard) -> String {
              <th>Routes</th><th></th></tr></thead><tbody>",
         );
         for o in &d.origins {
-            let routes = d.routes.iter().filter(|r| r.origin_id == o.id).count();
+            let routes = d
+                .routes
+                .iter()
+                .filter(|r| r.route.origin_id == o.id)
+                .count();
             let kind = match o.kind {
                 OriginKind::Tunnel => "tunnel",
                 OriginKind::Direct => "direct",
@@ -520,6 +525,25 @@ fn origin_options(d: &Dashboard, blank: Option<&str>) -> String {
     out
 }
 
+/// A route's origin status as a badge, naming the edges that cannot reach it.
+fn origin_status(view: &RouteView, edge_names: &HashMap<&str, &str>) -> String {
+    let status = match view.origin_status {
+        OriginStatus::Reachable => return badge("ok", "reachable"),
+        OriginStatus::Unknown => return badge("", "unknown"),
+        OriginStatus::Degraded => badge("warn", "degraded"),
+        OriginStatus::Unreachable => badge("bad", "origin unreachable"),
+    };
+    let names: Vec<&str> = view
+        .unreachable_from
+        .iter()
+        .map(|id| edge_names.get(id.as_str()).copied().unwrap_or(id))
+        .collect();
+    format!(
+        "{status}<br><span class=\"muted\">not from {}</span>",
+        escape(&names.join(", "))
+    )
+}
+
 fn routes_section(d: &Dashboard) -> String {
     let names: HashMap<&str, &str> = d
         .origins
@@ -535,9 +559,17 @@ fn routes_section(d: &Dashboard) -> String {
     } else {
         out.push_str(
             "<table><thead><tr><th>Hostname</th><th>Origin</th><th>Target</th>\
+             <th>Reached by the edges</th>\
              <th>DNS records to create at your provider</th><th></th></tr></thead><tbody>",
         );
-        for r in &d.routes {
+        let edge_names: HashMap<&str, &str> = d
+            .edges
+            .iter()
+            .map(|e| (e.edge.id.as_str(), e.edge.name.as_str()))
+            .collect();
+        for view in &d.routes {
+            let r = &view.route;
+            let reach = origin_status(view, &edge_names);
             let hint = if ips.is_empty() {
                 "<span class=\"muted\">no edge registered yet</span>".to_string()
             } else {
@@ -550,7 +582,7 @@ fn routes_section(d: &Dashboard) -> String {
             let _ = write!(
                 out,
                 "<tr data-name=\"{}\"><td><b>{}</b></td><td>{}</td><td><code>{}</code></td>\
-                 <td>{hint}</td><td>{}</td></tr>",
+                 <td>{reach}</td><td>{hint}</td><td>{}</td></tr>",
                 escape(&r.hostname),
                 escape(&r.hostname),
                 escape(
