@@ -81,7 +81,8 @@ pub struct ServerArgs {
     /// API address (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:7300")]
     pub listen: SocketAddr,
-    /// Replica-to-replica address.
+    /// Replica-to-replica address; outgoing peer connections come from its IP unless it is
+    /// unspecified (0.0.0.0, ::).
     #[arg(long, default_value = "127.0.0.1:7301")]
     pub peer_listen: SocketAddr,
     /// Initialise a new cluster (alone, or with every replica in --peers as voters).

@@ -49,6 +49,9 @@ pub async fn run(args: ServerArgs, shutdown: CancellationToken) -> anyhow::Resul
         id: args.id,
         data_dir: args.data_dir.clone(),
         secret: secret.clone(),
+        // Peer connections come from the peer listener's address when it is a specific one, so
+        // that firewalls (and the chaos suite's partitions) can tell replicas apart.
+        peer_source: Some(peer_addr.ip()).filter(|ip| !ip.is_unspecified()),
         election_timeout_ms: args.election_timeout_ms,
         snapshot_every: args.snapshot_every,
     })

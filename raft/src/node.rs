@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,9 @@ pub struct RaftOptions {
     pub data_dir: PathBuf,
     /// The cluster secret peers must present.
     pub secret: String,
+    /// The address outgoing peer connections come from: the peer listener's IP when it is a
+    /// specific one, so that firewalls can tell replicas apart (`None`: the system picks it).
+    pub peer_source: Option<IpAddr>,
     /// Lower bound of the randomised election timeout; the upper is twice it, heartbeats are a
     /// sixth of it.
     pub election_timeout_ms: u64,
@@ -164,8 +168,8 @@ impl RaftNode {
     /// when the data dir is new).
     pub async fn open(opts: RaftOptions) -> Result<Self, RaftNodeError> {
         let config = Arc::new(opts.raft_config()?);
-        let transport =
-            PeerTransport::new(&opts.secret).map_err(|e| RaftNodeError::Config(e.to_string()))?;
+        let transport = PeerTransport::new(&opts.secret, opts.peer_source)
+            .map_err(|e| RaftNodeError::Config(e.to_string()))?;
         let (log, state) = {
             let dir = opts.data_dir.clone();
             tokio::task::spawn_blocking(move || {

@@ -4,6 +4,7 @@
 //! Everything that crosses between replicas goes through [`PeerTransport`], so moving to TLS with
 //! mutual authentication changes this file and [`crate::peer_server`] only.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,12 +52,14 @@ impl std::fmt::Debug for PeerTransport {
 }
 
 impl PeerTransport {
-    /// A transport presenting `secret` to peers.
-    pub fn new(secret: &str) -> Result<Self, TransportError> {
+    /// A transport presenting `secret` to peers, its connections coming from `source` when
+    /// given (else the system picks the address, by route).
+    pub fn new(secret: &str, source: Option<IpAddr>) -> Result<Self, TransportError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
+            .local_address(source)
             .build()
             .map_err(|e| TransportError::Failed {
                 addr: String::new(),

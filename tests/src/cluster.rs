@@ -1,6 +1,7 @@
 //! A cluster of replicas in one temporary directory, sharing a secret and an admin token.
 
 use serde_json::Value;
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use tempfile::TempDir;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -56,6 +57,20 @@ impl Cluster {
     /// [`Cluster::start`] with extra arguments for every replica (e.g. `--snapshot-every 50`).
     /// `n == 1` starts `--init` alone, without `--peers`.
     pub async fn start_with(n: usize, extra_args: &[&str]) -> Cluster {
+        Cluster::start_replicas(n, &[], extra_args).await
+    }
+
+    /// [`Cluster::start_with`] with `ips.len()` replicas, replica `i` listening (API and peer
+    /// RPC) on `ips[i]` instead of 127.0.0.1, so its peer connections come from that address
+    /// too: give each its own loopback address (e.g. `127.77.0.1..=3`) and firewall rules can
+    /// tell them apart. Replicas added later listen on 127.0.0.1 unless they join with
+    /// [`Cluster::join_replica_on`].
+    pub async fn start_on(ips: &[IpAddr], extra_args: &[&str]) -> Cluster {
+        Cluster::start_replicas(ips.len(), ips, extra_args).await
+    }
+
+    /// `n` replicas, replica `i` on `ips[i]` when given (else 127.0.0.1).
+    async fn start_replicas(n: usize, ips: &[IpAddr], extra_args: &[&str]) -> Cluster {
         assert!(n >= 1, "a cluster needs at least one replica");
         let slot = cluster_slots()
             .acquire_owned()
@@ -75,6 +90,9 @@ impl Cluster {
             _slot: slot,
         };
         let mut specs: Vec<ReplicaSpec> = (1..=n as u64).map(|id| cluster.spec(id)).collect();
+        for (spec, ip) in specs.iter_mut().zip(ips) {
+            spec.ip = *ip;
+        }
         if n > 1 {
             let peers = specs
                 .iter()
@@ -139,6 +157,22 @@ impl Cluster {
         token: &str,
     ) -> Result<usize, StartError> {
         let replica = Replica::start(self.joiner_spec(id, url, token)).await?;
+        self.replicas.push(replica);
+        Ok(self.replicas.len() - 1)
+    }
+
+    /// [`Cluster::join_replica`] with the new replica listening on `ip` (see
+    /// [`Cluster::start_on`]).
+    pub async fn join_replica_on(
+        &mut self,
+        id: u64,
+        ip: IpAddr,
+        url: &str,
+        token: &str,
+    ) -> Result<usize, StartError> {
+        let mut spec = self.joiner_spec(id, url, token);
+        spec.ip = ip;
+        let replica = Replica::start(spec).await?;
         self.replicas.push(replica);
         Ok(self.replicas.len() - 1)
     }

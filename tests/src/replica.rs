@@ -1,6 +1,6 @@
 //! One `kokoa server` child process: start, wait until it is listening, signal, restart.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
@@ -23,6 +23,10 @@ pub struct ReplicaSpec {
     pub log_path: PathBuf,
     /// The child's stdout (the admin token is printed there once).
     pub stdout_path: PathBuf,
+    /// The IP both listeners bind (`--listen`, `--peer-listen`); default `127.0.0.1`. Another
+    /// loopback address (e.g. `127.77.0.2`) gives the replica an address of its own, which its
+    /// peer connections then come from too, so firewall rules can tell replicas apart.
+    pub ip: IpAddr,
     pub api_port: u16,
     pub peer_port: u16,
     /// `--init` (first start only).
@@ -46,6 +50,7 @@ impl ReplicaSpec {
             data_dir: root.join(format!("node{id}")),
             log_path: root.join(format!("node{id}.log")),
             stdout_path: root.join(format!("node{id}.stdout")),
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             api_port: ports[0],
             peer_port: ports[1],
             init: false,
@@ -56,9 +61,14 @@ impl ReplicaSpec {
         }
     }
 
-    /// `127.0.0.1:PEER_PORT`, the address other replicas dial.
+    /// `IP:PEER_PORT`, the address other replicas dial.
     pub fn peer_listen(&self) -> String {
-        format!("127.0.0.1:{}", self.peer_port)
+        SocketAddr::new(self.ip, self.peer_port).to_string()
+    }
+
+    /// `IP:API_PORT`, the API address.
+    pub fn listen(&self) -> String {
+        SocketAddr::new(self.ip, self.api_port).to_string()
     }
 
     /// The command line (without the binary); `first_start` adds init / peers / join flags.
@@ -70,7 +80,7 @@ impl ReplicaSpec {
             "--data-dir".into(),
             self.data_dir.display().to_string(),
             "--listen".into(),
-            format!("127.0.0.1:{}", self.api_port),
+            self.listen(),
             "--peer-listen".into(),
             self.peer_listen(),
         ];
@@ -159,8 +169,14 @@ impl Replica {
     /// Restarts a stopped replica: same id, data dir and ports, no init / peers / join flags
     /// (but the same extra arguments and environment), and waits until it is listening.
     pub async fn restart(&mut self) -> Result<(), StartError> {
-        self.spawn(false);
+        self.launch_again();
         self.wait_ready().await
+    }
+
+    /// [`Replica::restart`] without the wait: respawns the stopped replica and returns at once
+    /// (so several can start together); call [`Replica::wait_ready`] next.
+    pub fn launch_again(&mut self) {
+        self.spawn(false);
     }
 
     pub fn id(&self) -> u64 {
@@ -174,13 +190,13 @@ impl Replica {
     /// The API address from the `listening` line (falls back to the requested one).
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], self.spec.api_port)))
+            .unwrap_or_else(|| SocketAddr::new(self.spec.ip, self.spec.api_port))
     }
 
     /// The peer address from the `listening` line (falls back to the requested one).
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer_addr
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], self.spec.peer_port)))
+            .unwrap_or_else(|| SocketAddr::new(self.spec.ip, self.spec.peer_port))
     }
 
     /// The DNS address (UDP and TCP) from the `listening` line, when it runs DNS (`--dns-listen`).
