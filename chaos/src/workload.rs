@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use crate::deployment::{ApiUrls, DIRECT_HOST, TUNNEL_HOST, ZONE};
 use crate::history::{Ack, RegisterCall, RegisterOp, RegisterResult};
 use crate::targets::Targets;
+use kokoa_tests::error_chain;
 
 /// How long one API call may take before its outcome counts as unknown.
 const API_TIMEOUT: Duration = Duration::from_secs(5);
@@ -239,18 +240,6 @@ pub async fn get_origin(
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| "no origin in the answer".to_string())
-}
-
-/// An error with its causes on one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// What an API call's answer says about whether its write took effect.

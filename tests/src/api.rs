@@ -62,6 +62,18 @@ pub fn write_index(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// An error and its sources, on one line (reqwest hides the interesting part in the sources).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// A reqwest client for loopback tests: timeouts, no proxy.
 pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder()

@@ -37,7 +37,7 @@ mod wait;
 pub mod wireguard_go;
 
 pub use agent::{Agent, AgentSpec};
-pub use api::{write_index, Api, ApiResponse};
+pub use api::{error_chain, write_index, Api, ApiResponse};
 pub use binary::kokoa_bin;
 pub use clients::{curl_edge, edge_client, ClientOptions, CurlOutput};
 pub use cluster::{voter_ids, Cluster};

@@ -185,22 +185,7 @@ fn initial_value(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn op(
-        client: usize,
-        call: RegisterCall,
-        result: RegisterResult,
-        start: u64,
-        end: u64,
-    ) -> RegisterOp {
-        RegisterOp {
-            client,
-            call,
-            result,
-            start_us: start,
-            end_us: end,
-        }
-    }
+    use crate::check::register_tests::op;
 
     #[test]
     fn drops_failed_ops_unanswered_reads_and_unseen_unknown_writes() {

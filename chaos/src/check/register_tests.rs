@@ -5,7 +5,8 @@
 use super::*;
 use crate::history::{RegisterCall, RegisterOp, RegisterResult};
 
-fn op(
+/// One register operation (shared with the other register test modules).
+pub(super) fn op(
     client: usize,
     call: RegisterCall,
     result: RegisterResult,

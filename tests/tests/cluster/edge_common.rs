@@ -190,17 +190,7 @@ pub async fn fetch(client: &reqwest::Client, url: &str) -> Result<Answer, String
     })
 }
 
-/// An error and its sources, on one line (reqwest hides the interesting part in the sources).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use kokoa_tests::error_chain;
 
 /// Waits (up to [`SERVE_TIMEOUT`]) until `GET url` answers 200 from origin app `origin`.
 pub async fn wait_origin(client: &reqwest::Client, url: &str, origin: &str) -> Answer {
