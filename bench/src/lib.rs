@@ -80,10 +80,76 @@ pub fn clock() -> String {
 /// Runs the benchmark until it finishes, or until SIGINT / SIGTERM (then every child process is
 /// killed before returning an error).
 pub async fn run_until_signal(args: Args) -> anyhow::Result<Report> {
+    until_signal(None, run(args)).await
+}
+
+/// Runs `bench` until it finishes, `limit` (if any) passes, or SIGINT / SIGTERM comes; dropping
+/// the unfinished benchmark stops every process it started before the error is returned.
+pub async fn until_signal<T>(
+    limit: Option<std::time::Duration>,
+    bench: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let give_up = async {
+        match limit {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
-        report = run(args) => report,
-        signal = shutdown_signal() => Err(anyhow::anyhow!("interrupted by {signal}; stopped every process it started")),
+        report = bench => report,
+        () = give_up => Err(anyhow::anyhow!(
+            "gave up after --timeout-secs {}; stopped every process it started",
+            limit.unwrap_or_default().as_secs()
+        )),
+        signal = shutdown_signal() => Err(anyhow::anyhow!(
+            "interrupted by {signal}; stopped every process it started"
+        )),
     }
+}
+
+/// The `main` of every benchmark binary: runs `bench` on a multi-thread runtime (whatever is
+/// left of it is aborted, within 5 s, before exiting), prints the report with `render`, or
+/// `NAME: error` on stderr with a failure exit code.
+pub fn bench_main<R>(
+    name: &str,
+    bench: impl std::future::Future<Output = anyhow::Result<R>>,
+    render: impl FnOnce(&R) -> String,
+) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("{name}: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(bench);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match outcome {
+        Ok(report) => {
+            print!("{}", render(&report));
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{name}: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes `report` as pretty JSON to `path` (when given) and says so.
+pub fn write_json(
+    report: &impl serde::Serialize,
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let json = serde_json::to_vec_pretty(report).context("serialize report")?;
+        std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
+        note!("figures written to {}", path.display());
+    }
+    Ok(())
 }
 
 /// Waits for SIGINT or SIGTERM; names the one that came.
@@ -165,11 +231,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     outcome?;
 
     report.finish();
-    if let Some(path) = &args.json {
-        let json = serde_json::to_vec_pretty(&report).context("serialize report")?;
-        std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
-        note!("figures written to {}", path.display());
-    }
+    write_json(&report, args.json.as_deref())?;
     Ok(report)
 }
 

@@ -9,24 +9,7 @@ use kokoa_bench::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("cp-bench: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(kokoa_bench::run_until_signal(args)) {
-        Ok(report) => {
-            print!("{}", report.render());
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("cp-bench: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    kokoa_bench::bench_main("cp-bench", kokoa_bench::run_until_signal(args), |r| {
+        r.render()
+    })
 }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use kokoa_tests::{Agent, Api, Cluster, Edge, OriginApp};
+use kokoa_tests::{try_wait_until_ok, Agent, Api, Cluster, Edge, OriginApp};
 use serde_json::{json, Value};
 
 use crate::faults::Mounts;
@@ -194,7 +194,7 @@ impl Deployment {
 
     /// Waits until every running replica names the same leader and `voters` voters.
     pub async fn wait_voters(&self, voters: usize, timeout: Duration) -> Result<(), String> {
-        within(
+        try_wait_until_ok(
             &format!("one leader and {voters} voters"),
             timeout,
             || async {
@@ -268,23 +268,5 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
-    within(what, SETUP_TIMEOUT, check).await
-}
-
-/// Retries `check` every 100 ms until it succeeds or `timeout` passes (then the last error).
-pub async fn within<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match check().await {
-            Ok(v) => return Ok(v),
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                return Err(format!("{what}: not within {timeout:?}: {e}"))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
+    try_wait_until_ok(what, SETUP_TIMEOUT, check).await
 }

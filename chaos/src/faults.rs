@@ -12,9 +12,10 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::deployment::{replica_ip, within, Deployment, DIRECT_HOST};
+use crate::deployment::{replica_ip, Deployment, DIRECT_HOST};
 use crate::schedule::{FaultKind, Planned};
 use crate::workload::{Clock, WorkloadTargets};
+use kokoa_tests::{try_wait_until_ok, Tmpfs};
 
 /// How long a replica may take to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -285,7 +286,7 @@ impl Injector<'_> {
         std::fs::remove_dir_all(&data_dir)
             .map_err(|e| format!("wiping {}: {e}", data_dir.display()))?;
         let leader = self.dep.cluster.client(lead);
-        within("removing the wiped replica", MEMBERSHIP_TIMEOUT, || async {
+        try_wait_until_ok("removing the wiped replica", MEMBERSHIP_TIMEOUT, || async {
             let r = leader
                 .delete(&format!("/api/v1/cluster/nodes/{victim}"))
                 .await
@@ -296,7 +297,7 @@ impl Injector<'_> {
             }
         })
         .await?;
-        let token = within("a server token", MEMBERSHIP_TIMEOUT, || async {
+        let token = try_wait_until_ok("a server token", MEMBERSHIP_TIMEOUT, || async {
             let r = leader
                 .post_json("/api/v1/tokens", &json!({"role": "server"}))
                 .await
@@ -371,7 +372,7 @@ impl Injector<'_> {
         record.start_us = self.clock.now_us();
         self.dep.edges[e].kill9();
         // Its IP must leave every replica's DNS.
-        let left = within("the killed edge's IP to leave DNS", DNS_TIMEOUT, || async {
+        let left = try_wait_until_ok("the killed edge's IP to leave DNS", DNS_TIMEOUT, || async {
             for (id, addr) in self.dep.dns_addrs() {
                 let ips = crate::dns::query_a(addr, DIRECT_HOST).await?;
                 if ips.contains(&edge_ip) {
@@ -442,7 +443,7 @@ fn free_bytes(dir: &Path) -> Result<u64, String> {
 
 /// The tmpfs mounts a run made; unmounted when dropped.
 #[derive(Debug, Default)]
-pub struct Mounts(Vec<PathBuf>);
+pub struct Mounts(Vec<Tmpfs>);
 
 impl Mounts {
     /// Moves `dir`'s files onto a new tmpfs mounted at `dir` (its size: what they take plus
@@ -451,14 +452,8 @@ impl Mounts {
         let saved = dir.with_extension("before-tmpfs");
         std::fs::rename(dir, &saved).map_err(|e| format!("moving {}: {e}", dir.display()))?;
         std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-        let used = dir_bytes(&saved)?;
-        let size = used + 16 * 1024 * 1024;
-        run(
-            "mount",
-            &["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"],
-            dir,
-        )?;
-        self.0.push(dir.to_path_buf());
+        let size = dir_bytes(&saved)? + 16 * 1024 * 1024;
+        self.0.push(Tmpfs::mount(dir, &size.to_string())?);
         let copy = Command::new("cp")
             .arg("-a")
             .arg(format!("{}/.", saved.display()))
@@ -473,32 +468,11 @@ impl Mounts {
 
     /// Gives the tmpfs at `dir` room for the rest of the run (512 MiB).
     pub fn grow(&self, dir: &Path) -> Result<(), String> {
-        run("mount", &["-o", "remount,size=512m"], dir)
-    }
-}
-
-impl Drop for Mounts {
-    fn drop(&mut self) {
-        for dir in self.0.drain(..) {
-            let _ = Command::new("umount").arg("-l").arg(&dir).status();
-        }
-    }
-}
-
-fn run(program: &str, args: &[&str], path: &Path) -> Result<(), String> {
-    let status = Command::new(program)
-        .args(args)
-        .arg(path)
-        .status()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} {} {} failed (needs root)",
-            args.join(" "),
-            path.display()
-        ))
+        self.0
+            .iter()
+            .find(|t| t.dir() == dir)
+            .ok_or_else(|| format!("no tmpfs at {}", dir.display()))?
+            .resize("512m")
     }
 }
 

@@ -10,13 +10,14 @@ use rand::SeedableRng;
 use serde_json::Value;
 
 use crate::check::{self, Violation};
-use crate::deployment::{within, Deployment};
+use crate::deployment::Deployment;
 use crate::faults::{FaultRecord, Injector};
 use crate::history::VersionObs;
 use crate::report::{Counts, Report, Spread};
 use crate::schedule::{FaultKind, Mode, Schedule};
 use crate::targets::Targets;
 use crate::workload::{self, Clock, Recorded, Workload, WorkloadTargets};
+use kokoa_tests::try_wait_until_ok;
 
 /// Quiet time before the first fault and after the last.
 const QUIET: Duration = Duration::from_secs(10);
@@ -211,7 +212,7 @@ async fn settle(dep: &Deployment) -> Result<(), String> {
 
 /// Waits until every running replica's local state is the same.
 async fn converge(dep: &Deployment) -> Result<(), String> {
-    within("equal state on every replica", CONVERGE_TIMEOUT, || async {
+    try_wait_until_ok("equal state on every replica", CONVERGE_TIMEOUT, || async {
         let mut first: Option<Value> = None;
         for i in dep.cluster.running() {
             let state = dep.cluster.local_state(i).await?;

@@ -3,32 +3,22 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::{Deref, DerefMut};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::process::{field, with_token, KokoaProcess, StartError};
+use crate::process::{field, KokoaProcess, StartError};
+use crate::puller::PullerSpec;
 use crate::READY_TIMEOUT;
 
 /// What an agent logs once its tunnel runs.
 const READY_MARKER: &str = "agent running id=";
 
-/// Everything needed to start (and restart) one agent.
+/// Everything needed to start (and restart) one agent: the common part (name, files, control,
+/// token, extra arguments; reached through `Deref`) and its WireGuard socket.
 #[derive(Debug, Clone)]
 pub struct AgentSpec {
-    /// `--name`, also the file names of its data dir and logs.
-    pub name: String,
-    pub data_dir: PathBuf,
-    /// The child's stderr (appended to across restarts).
-    pub log_path: PathBuf,
-    pub stdout_path: PathBuf,
-    /// `--control URL,...`: the replicas' API URLs.
-    pub control: Vec<String>,
-    /// The agent token (`KOKOA_TOKEN`), bound to its origin; needed on the first start only.
-    pub token: Option<String>,
+    pub common: PullerSpec,
     /// `--wg-listen`: its WireGuard UDP socket (default `127.0.0.1:0`).
     pub wg_listen: SocketAddr,
-    /// Passed on every start.
-    pub extra_args: Vec<String>,
-    pub env: Vec<(String, String)>,
 }
 
 impl AgentSpec {
@@ -36,38 +26,31 @@ impl AgentSpec {
     /// registering with the agent token `token`.
     pub fn new(name: &str, root: &Path, control: Vec<String>, token: &str) -> AgentSpec {
         AgentSpec {
-            name: name.to_string(),
-            data_dir: root.join(name),
-            log_path: root.join(format!("{name}.log")),
-            stdout_path: root.join(format!("{name}.stdout")),
-            control,
-            token: Some(token.to_string()),
+            common: PullerSpec::new(name, root, control, token),
             wg_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            extra_args: Vec::new(),
-            env: Vec::new(),
         }
     }
 
     /// The command line (without the binary).
     pub fn args(&self) -> Vec<String> {
-        let mut args: Vec<String> = vec![
-            "agent".into(),
-            "--control".into(),
-            self.control.join(","),
-            "--data-dir".into(),
-            self.data_dir.display().to_string(),
-            "--name".into(),
-            self.name.clone(),
-            "--wg-listen".into(),
-            self.wg_listen.to_string(),
-        ];
-        args.extend(self.extra_args.iter().cloned());
-        args
+        self.common.args(
+            "agent",
+            vec!["--wg-listen".into(), self.wg_listen.to_string()],
+        )
     }
+}
 
-    /// The child's environment: the spec's, plus the token as `KOKOA_TOKEN`.
-    fn environment(&self) -> Vec<(String, String)> {
-        with_token(&self.env, self.token.as_deref())
+impl Deref for AgentSpec {
+    type Target = PullerSpec;
+
+    fn deref(&self) -> &PullerSpec {
+        &self.common
+    }
+}
+
+impl DerefMut for AgentSpec {
+    fn deref_mut(&mut self) -> &mut PullerSpec {
+        &mut self.common
     }
 }
 
@@ -84,11 +67,7 @@ pub struct Agent {
 impl Agent {
     /// Spawns the process and returns at once; call [`Agent::wait_ready`] next.
     pub fn launch(spec: AgentSpec) -> Agent {
-        let process = KokoaProcess::new(
-            format!("agent {}", spec.name),
-            spec.log_path.clone(),
-            spec.stdout_path.clone(),
-        );
+        let process = spec.process("agent");
         let mut agent = Agent {
             spec,
             process,

@@ -3,14 +3,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::{Deref, DerefMut};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::api::http_client;
-use crate::process::{field, with_token, KokoaProcess, StartError};
+use crate::process::{field, KokoaProcess, StartError};
+use crate::puller::PullerSpec;
 use crate::{free_port, wait_until_ok, READY_TIMEOUT};
 
 /// What an edge logs once it serves.
@@ -25,19 +26,11 @@ pub fn next_edge_ip() -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, n + 2))
 }
 
-/// Everything needed to start (and restart) one edge.
+/// Everything needed to start (and restart) one edge: the common part (name, files, control,
+/// token, extra arguments; reached through `Deref`) and its addresses.
 #[derive(Debug, Clone)]
 pub struct EdgeSpec {
-    /// `--name`, also the file names of its data dir and logs.
-    pub name: String,
-    pub data_dir: PathBuf,
-    /// The child's stderr (appended to across restarts).
-    pub log_path: PathBuf,
-    pub stdout_path: PathBuf,
-    /// `--control URL,...`: the replicas' API URLs.
-    pub control: Vec<String>,
-    /// The bootstrap edge token (`KOKOA_TOKEN`); needed on the first start only.
-    pub token: Option<String>,
+    pub common: PullerSpec,
     /// `--public-ip`, and the address every listener binds.
     pub ip: IpAddr,
     /// `--http-listen IP:PORT` (0: any free port on the first start, kept for restarts).
@@ -46,9 +39,6 @@ pub struct EdgeSpec {
     pub https_port: u16,
     /// `--wg-listen IP:PORT` (registered; must not be 0).
     pub wg_port: u16,
-    /// Passed on every start, e.g. `--rate-limit 5`.
-    pub extra_args: Vec<String>,
-    pub env: Vec<(String, String)>,
 }
 
 impl EdgeSpec {
@@ -57,34 +47,20 @@ impl EdgeSpec {
     /// with `token`.
     pub fn new(name: &str, root: &Path, control: Vec<String>, token: &str) -> EdgeSpec {
         EdgeSpec {
-            name: name.to_string(),
-            data_dir: root.join(name),
-            log_path: root.join(format!("{name}.log")),
-            stdout_path: root.join(format!("{name}.stdout")),
-            control,
-            token: Some(token.to_string()),
+            common: PullerSpec::new(name, root, control, token),
             ip: next_edge_ip(),
             http_port: 0,
             https_port: 0,
             wg_port: free_port(),
-            extra_args: Vec::new(),
-            env: Vec::new(),
         }
     }
 
     /// The command line (without the binary).
     pub fn args(&self) -> Vec<String> {
         let listen = |port: u16| SocketAddr::new(self.ip, port).to_string();
-        let mut args: Vec<String> = vec![
-            "edge".into(),
-            "--control".into(),
-            self.control.join(","),
-            "--data-dir".into(),
-            self.data_dir.display().to_string(),
+        let role_args = vec![
             "--public-ip".into(),
             self.ip.to_string(),
-            "--name".into(),
-            self.name.clone(),
             "--http-listen".into(),
             listen(self.http_port),
             "--https-listen".into(),
@@ -92,13 +68,21 @@ impl EdgeSpec {
             "--wg-listen".into(),
             listen(self.wg_port),
         ];
-        args.extend(self.extra_args.iter().cloned());
-        args
+        self.common.args("edge", role_args)
     }
+}
 
-    /// The child's environment: the spec's, plus the token as `KOKOA_TOKEN`.
-    fn environment(&self) -> Vec<(String, String)> {
-        with_token(&self.env, self.token.as_deref())
+impl Deref for EdgeSpec {
+    type Target = PullerSpec;
+
+    fn deref(&self) -> &PullerSpec {
+        &self.common
+    }
+}
+
+impl DerefMut for EdgeSpec {
+    fn deref_mut(&mut self) -> &mut PullerSpec {
+        &mut self.common
     }
 }
 
@@ -117,11 +101,7 @@ pub struct Edge {
 impl Edge {
     /// Spawns the process and returns at once; call [`Edge::wait_ready`] next.
     pub fn launch(spec: EdgeSpec) -> Edge {
-        let process = KokoaProcess::new(
-            format!("edge {}", spec.name),
-            spec.log_path.clone(),
-            spec.stdout_path.clone(),
-        );
+        let process = spec.process("edge");
         let mut edge = Edge {
             spec,
             process,

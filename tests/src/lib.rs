@@ -31,8 +31,10 @@ pub mod netns;
 mod origin;
 mod ports;
 mod process;
+mod puller;
 mod replica;
 mod tls;
+mod tmpfs;
 mod wait;
 pub mod wireguard_go;
 
@@ -46,11 +48,13 @@ pub use netns::{missing_prerequisites, require_netns_prerequisites, Netns, Netns
 pub use origin::{pattern_block, OriginApp, PatternChecker, SeenRequest, PATTERN_BLOCK};
 pub use ports::{free_port, free_ports};
 pub use process::{strip_ansi, KokoaProcess, StartError, PROXY_VARS};
+pub use puller::PullerSpec;
 pub use replica::{Join, Replica, ReplicaSpec};
 pub use tls::{
     probe_tls, sha256_hex, tls_connect, tls_connect_any_cert, IssuedCert, TestCa, TlsProbe,
 };
-pub use wait::{wait_until, wait_until_ok, wait_until_ok_every};
+pub use tmpfs::Tmpfs;
+pub use wait::{try_wait_until_ok, wait_until, wait_until_ok, wait_until_ok_every};
 pub use wireguard_go::{WgKeys, WgPeer, WireguardGo, WireguardGoSpec};
 
 use std::time::Duration;

@@ -44,8 +44,37 @@ pub async fn wait_until_ok_every<T, F, Fut>(
     what: &str,
     timeout: Duration,
     every: Duration,
-    mut check: F,
+    check: F,
 ) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    try_wait_until_ok_every(what, timeout, every, check)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`wait_until_ok`] without the panic: `Err` naming `what` and the last reason when
+/// `timeout` passes first (for programs that report rather than abort, such as the chaos run).
+pub async fn try_wait_until_ok<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    check: F,
+) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    try_wait_until_ok_every(what, timeout, POLL_EVERY, check).await
+}
+
+async fn try_wait_until_ok_every<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> Result<T, String>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -54,9 +83,11 @@ where
     loop {
         let attempt = check().await;
         match attempt {
-            Ok(value) => return value,
+            Ok(value) => return Ok(value),
             Err(reason) if started.elapsed() >= timeout => {
-                panic!("timed out after {timeout:?} waiting for {what}; last: {reason}")
+                return Err(format!(
+                    "timed out after {timeout:?} waiting for {what}; last: {reason}"
+                ))
             }
             Err(_) => tokio::time::sleep(every).await,
         }

@@ -264,6 +264,15 @@ pub struct UnsupportedMediaType(pub ErrorBody);
 #[derive(Debug, ToResponse)]
 pub struct Unavailable(pub ErrorBody);
 
+/// The answer to a delete: 204 with the write's raft log index.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 204,
+    description = "Removed",
+    headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))
+)]
+pub struct Removed;
+
 /// Declares a set of error responses (an [`IntoResponses`] enum) from `status => Response`
 /// pairs, so each endpoint lists one set instead of the same lines again.
 macro_rules! error_set {

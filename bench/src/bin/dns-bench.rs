@@ -9,26 +9,5 @@ use kokoa_bench::dns::{self, DnsArgs};
 
 fn main() -> ExitCode {
     let args = DnsArgs::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("dns-bench: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(dns::run_until_signal(args));
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    match outcome {
-        Ok(report) => {
-            print!("{}", report.render());
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("dns-bench: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    kokoa_bench::bench_main("dns-bench", dns::run_until_signal(args), |r| r.render())
 }

@@ -9,26 +9,5 @@ use kokoa_bench::edge::{self, EdgeArgs};
 
 fn main() -> ExitCode {
     let args = EdgeArgs::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("edge-bench: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(edge::run_until_signal(args));
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    match outcome {
-        Ok(report) => {
-            print!("{}", report.render());
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("edge-bench: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    kokoa_bench::bench_main("edge-bench", edge::run_until_signal(args), |r| r.render())
 }

@@ -9,27 +9,5 @@ use kokoa_bench::pull::{self, PullArgs};
 
 fn main() -> ExitCode {
     let args = PullArgs::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("pull-bench: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(pull::run_until_signal(args));
-    // Aborts whatever is left (pullers, connection drivers) before exiting.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    match outcome {
-        Ok(report) => {
-            print!("{}", report.render());
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("pull-bench: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    kokoa_bench::bench_main("pull-bench", pull::run_until_signal(args), |r| r.render())
 }

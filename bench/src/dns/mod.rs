@@ -46,16 +46,7 @@ use servers::{DnsServer, KokoaDns, Peer};
 /// Runs the benchmark until it finishes, `--timeout-secs` passes, or SIGINT / SIGTERM comes.
 pub async fn run_until_signal(args: DnsArgs) -> anyhow::Result<DnsReport> {
     let limit = Duration::from_secs(args.timeout_secs);
-    tokio::select! {
-        report = run(args) => report,
-        () = tokio::time::sleep(limit) => Err(anyhow::anyhow!(
-            "gave up after --timeout-secs {}; stopped every process it started",
-            limit.as_secs()
-        )),
-        signal = crate::shutdown_signal() => Err(anyhow::anyhow!(
-            "interrupted by {signal}; stopped every process it started"
-        )),
-    }
+    crate::until_signal(Some(limit), run(args)).await
 }
 
 /// What one dnsperf run against one server measured.
@@ -210,11 +201,7 @@ pub async fn run(args: DnsArgs) -> anyhow::Result<DnsReport> {
     outcome?;
 
     report.finish();
-    if let Some(path) = &args.json {
-        let json = serde_json::to_vec_pretty(&report).context("serialize report")?;
-        std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
-        note!("figures written to {}", path.display());
-    }
+    crate::write_json(&report, args.json.as_deref())?;
     Ok(report)
 }
 

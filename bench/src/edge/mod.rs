@@ -61,16 +61,7 @@ const NGINX_READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// (then every process it started is stopped before returning an error).
 pub async fn run_until_signal(args: EdgeArgs) -> anyhow::Result<EdgeReport> {
     let limit = Duration::from_secs(args.timeout_secs);
-    tokio::select! {
-        report = run(args) => report,
-        () = tokio::time::sleep(limit) => Err(anyhow::anyhow!(
-            "gave up after --timeout-secs {}; stopped every process it started",
-            limit.as_secs()
-        )),
-        signal = crate::shutdown_signal() => Err(anyhow::anyhow!(
-            "interrupted by {signal}; stopped every process it started"
-        )),
-    }
+    crate::until_signal(Some(limit), run(args)).await
 }
 
 /// The proxies under test, their upstream, and where their files live.
@@ -181,11 +172,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<EdgeReport> {
     drop(bench);
     note!("stopped every process it started");
     report.finish();
-    if let Some(path) = &args.json {
-        let json = serde_json::to_vec_pretty(&report).context("serialize report")?;
-        std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
-        note!("figures written to {}", path.display());
-    }
+    crate::write_json(&report, args.json.as_deref())?;
     if let Err(error) = outcome {
         print!("{}", report.render());
         return Err(error);

@@ -55,16 +55,7 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// (then every child process is killed before returning an error).
 pub async fn run_until_signal(args: PullArgs) -> anyhow::Result<PullReport> {
     let limit = Duration::from_secs(args.timeout_secs);
-    tokio::select! {
-        report = run(args) => report,
-        () = tokio::time::sleep(limit) => Err(anyhow::anyhow!(
-            "gave up after --timeout-secs {}; stopped every process it started",
-            limit.as_secs()
-        )),
-        signal = crate::shutdown_signal() => Err(anyhow::anyhow!(
-            "interrupted by {signal}; stopped every process it started"
-        )),
-    }
+    crate::until_signal(Some(limit), run(args)).await
 }
 
 /// The whole benchmark: start the replica, register edges, connect, R write-wake rounds,
@@ -108,11 +99,7 @@ pub async fn run(args: PullArgs) -> anyhow::Result<PullReport> {
     drop(cluster);
     note!("stopped every process it started");
     report.finish();
-    if let Some(path) = &args.json {
-        let json = serde_json::to_vec_pretty(&report).context("serialize report")?;
-        std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
-        note!("figures written to {}", path.display());
-    }
+    crate::write_json(&report, args.json.as_deref())?;
     if let Err(error) = outcome {
         print!("{}", report.render());
         return Err(error);

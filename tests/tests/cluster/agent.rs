@@ -146,13 +146,10 @@ async fn a_refused_registration_shows_the_servers_message() {
     );
 
     // A second agent of the same origin with the same name is refused by name.
-    let spec = cluster.agent_spec("pi", &origin_id, 0).await;
-    let spec = AgentSpec {
-        data_dir: cluster.root().join("pi-again"),
-        log_path: cluster.root().join("pi-again.log"),
-        stdout_path: cluster.root().join("pi-again.stdout"),
-        ..spec
-    };
+    let mut spec = cluster.agent_spec("pi", &origin_id, 0).await;
+    spec.data_dir = cluster.root().join("pi-again");
+    spec.log_path = cluster.root().join("pi-again.log");
+    spec.stdout_path = cluster.root().join("pi-again.stdout");
     let (code, stderr) = run_to_exit(&spec).await;
     assert_eq!(code, Some(1), "{stderr}");
     assert!(

@@ -3,48 +3,18 @@
 //!
 //! The data dir is a small tmpfs mounted by the test, so this needs root (as CI has).
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use kokoa_tests::{random_hex, wait_until_ok, Api, Replica, ReplicaSpec, CONVERGE_TIMEOUT};
+use kokoa_tests::{random_hex, wait_until_ok, Api, Replica, ReplicaSpec, Tmpfs, CONVERGE_TIMEOUT};
 
 use crate::common::route_hostnames;
-
-/// Unmounts the tmpfs when the test ends, however it ends.
-struct Mount<'a>(&'a Path);
-
-impl Drop for Mount<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.0).status();
-    }
-}
-
-fn mount_tmpfs(dir: &Path, size: &str, remount: bool) {
-    let opts = if remount {
-        format!("remount,size={size}")
-    } else {
-        format!("size={size}")
-    };
-    let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
-        .arg(dir)
-        .status()
-        .expect("run mount");
-    assert!(
-        status.success(),
-        "mounting a tmpfs at {} failed (this test needs root)",
-        dir.display()
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_the_replica_and_loses_no_acknowledged_write() {
     let root = tempfile::tempdir().expect("temp dir");
     let disk = root.path().join("disk");
     std::fs::create_dir_all(&disk).expect("mkdir");
-    mount_tmpfs(&disk, "6m", false);
-    let _mount = Mount(&disk);
+    let tmpfs = Tmpfs::mount(&disk, "6m").unwrap_or_else(|e| panic!("{e}"));
 
     let token = format!("disk-full-admin-{}", random_hex(8));
     let mut spec = ReplicaSpec::new(1, root.path());
@@ -101,7 +71,7 @@ async fn a_full_disk_stops_the_replica_and_loses_no_acknowledged_write() {
     );
 
     // Space is back: restart; every acknowledged write is there, once.
-    mount_tmpfs(&disk, "64m", true);
+    tmpfs.resize("64m").unwrap_or_else(|e| panic!("{e}"));
     replica
         .restart()
         .await

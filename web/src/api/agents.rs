@@ -140,7 +140,7 @@ pub async fn list(
     tag = "agents",
     params(("id" = String, Path, description = "The agent's id")),
     responses(
-        (status = 204, description = "Removed", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        crate::openapi::Removed,
         crate::openapi::RecordErrors,
     )
 )]

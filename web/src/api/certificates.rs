@@ -153,7 +153,7 @@ pub async fn get(
     tag = "certificates",
     params(("id" = String, Path, description = "The certificate's id")),
     responses(
-        (status = 204, description = "Removed", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        crate::openapi::Removed,
         crate::openapi::RecordErrors,
     )
 )]

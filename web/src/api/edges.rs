@@ -219,7 +219,7 @@ pub async fn list(
     tag = "edge-nodes",
     params(("id" = String, Path, description = "The edge's id")),
     responses(
-        (status = 204, description = "Removed", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        crate::openapi::Removed,
         crate::openapi::RecordErrors,
     )
 )]

@@ -119,8 +119,7 @@ pub async fn get_one(
     tag = "origins",
     params(("id" = String, Path, description = "The origin's id or name")),
     responses(
-        (status = 204, description = "Deleted",
-            headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        crate::openapi::Removed,
         crate::openapi::DeleteErrors,
     )
 )]

@@ -171,11 +171,13 @@ pub async fn list(
     Ok(Json(Items { items }))
 }
 
-/// Finds a route by id, or else by hostname; with the edges' committed health.
+/// Finds a route by id, or else by hostname; with the edges' committed health when
+/// `with_health` (in the same read), else none.
 async fn find(
     ctx: &ApiContext,
     mode: ReadMode,
     key: String,
+    with_health: bool,
 ) -> Result<(Route, Vec<EdgeHealth>), ApiError> {
     ctx.read(mode, move |r| {
         let route = match r.route(&key)? {
@@ -185,7 +187,15 @@ async fn find(
                 Err(_) => None,
             },
         };
-        route.map(|route| Ok((route, r.edge_health()?))).transpose()
+        let Some(route) = route else {
+            return Ok(None);
+        };
+        let health = if with_health {
+            r.edge_health()?
+        } else {
+            Vec::new()
+        };
+        Ok(Some((route, health)))
     })
     .await?
     .ok_or_else(|| ApiError::not_found("route"))
@@ -208,7 +218,7 @@ pub async fn get_one(
     mode: ReadMode,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Json<RouteView>, ApiError> {
-    let (route, health) = find(&ctx, mode, key).await?;
+    let (route, health) = find(&ctx, mode, key, true).await?;
     Ok(Json(OriginReach::new(&health).view(route)))
 }
 
@@ -220,7 +230,7 @@ pub async fn get_one(
     tag = "routes",
     params(("id" = String, Path, description = "The route's id or hostname")),
     responses(
-        (status = 204, description = "Deleted", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        crate::openapi::Removed,
         crate::openapi::RecordErrors,
     )
 )]
@@ -228,7 +238,7 @@ pub async fn remove(
     State(ctx): State<ApiContext>,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let (route, _) = find(&ctx, ReadMode::default(), key).await?;
+    let (route, _) = find(&ctx, ReadMode::default(), key, false).await?;
     removed(&ctx, Command::DeleteRoute { id: route.id }).await
 }
 

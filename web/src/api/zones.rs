@@ -85,7 +85,7 @@ pub async fn list(
     tag = "dns",
     params(("name" = String, Path, description = "The zone's name")),
     responses(
-        (status = 204, description = "Removed", headers(("x-kokoa-index" = u64, description = "Raft log index of the write"))),
+        crate::openapi::Removed,
         crate::openapi::RecordErrors,
     )
 )]
