@@ -109,6 +109,13 @@ impl LogStore {
         })
     }
 
+    /// Index of the last entry in the log (or of the last purged one; 0 for an empty log).
+    pub fn last_index(&self) -> u64 {
+        let cache = self.cache_read();
+        let last = cache.entries.keys().next_back().copied();
+        last.or(cache.last_purged.map(|l| l.index)).unwrap_or(0)
+    }
+
     fn cache_read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
         self.cache.read().unwrap_or_else(|p| p.into_inner())
     }

@@ -153,6 +153,8 @@ struct Inner {
     transport: PeerTransport,
     batcher: Batcher,
     leader_contact: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The last log index when this process started; see [`RaftNode::read_index_here`].
+    read_floor: u64,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -181,6 +183,7 @@ impl RaftNode {
             .await
             .map_err(|e| RaftNodeError::Stopped(e.to_string()))??
         };
+        let read_floor = log.last_index();
         let network = PeerNetwork {
             transport: transport.clone(),
         };
@@ -196,6 +199,7 @@ impl RaftNode {
                 transport,
                 batcher,
                 leader_contact: std::sync::Mutex::new(None),
+                read_floor,
             }),
         })
     }
@@ -486,10 +490,17 @@ impl RaftNode {
         self.inner.batcher.propose(cmd).await
     }
 
+    /// The read index, when this replica is the leader: raft's (its commit position, at least
+    /// its first entry of the term) once a quorum has confirmed the leadership, raised to
+    /// [`Inner::read_floor`]. A leader that restarts keeps its term without an election, and
+    /// reloads its commit position from the state database, which a crash may have taken back
+    /// (most applies skip the fsync): writes it acknowledged before the crash are in its log but
+    /// may not be in that position. Its whole log at start holds every one of them, so reads
+    /// wait for that; once the commit position has passed it the floor costs nothing.
     async fn read_index_here(&self) -> Attempt<Written> {
         match self.raft().get_read_log_id().await {
             Ok((read, _applied)) => Attempt::Done(Written {
-                index: read.map_or(0, |l| l.index),
+                index: read.map_or(0, |l| l.index).max(self.inner.read_floor),
                 outcome: Outcome::Applied,
             }),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => not_leader(f),

@@ -32,4 +32,5 @@ mod shutdown;
 mod snapshot;
 mod tunnel;
 mod ui;
+mod whole_crash;
 mod writes;
