@@ -96,8 +96,9 @@ pub struct Report {
     pub duration_s: f64,
     pub faults: Vec<FaultRecord>,
     pub counts: Counts,
-    /// The first failed HTTP requests through the edges: when, during which faults, why.
-    pub http_failures: Vec<String>,
+    /// The first failed HTTP requests through the edges, then DNS queries: when, during which
+    /// faults, why.
+    pub failures: Vec<String>,
     /// kill -9 of the leader → first acknowledged write.
     pub failover_ms: Spread,
     /// An edge killed → its IP gone from every replica's DNS.
@@ -107,6 +108,8 @@ pub struct Report {
     pub violations: Vec<Violation>,
     /// Where a failed run's recorded history went (a `RecordedHistory` JSON file).
     pub history_file: Option<String>,
+    /// Where a failed run's deployment directory (every process's log) was kept.
+    pub logs_dir: Option<String>,
 }
 
 impl Report {
@@ -178,7 +181,7 @@ impl Report {
             c.dns.percent(),
             c.versions_seen
         );
-        for failure in &self.http_failures {
+        for failure in &self.failures {
             let _ = writeln!(out, "  failed: {failure}");
         }
         let _ = writeln!(out, "leader failover: {}", self.failover_ms.describe());
@@ -195,6 +198,9 @@ impl Report {
             }
             if let Some(file) = &self.history_file {
                 let _ = writeln!(out, "recorded history: {file}");
+            }
+            if let Some(dir) = &self.logs_dir {
+                let _ = writeln!(out, "logs kept in: {dir}");
             }
             let _ = writeln!(
                 out,

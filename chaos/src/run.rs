@@ -115,7 +115,7 @@ pub async fn run(options: RunOptions) -> Result<Report, String> {
     violations.extend(check_writes(&dep, &recorded, &mut counts).await);
     violations.extend(check_register(&dep, &recorded, &mut counts));
     violations.extend(check_versions(&dep, &mut counts));
-    let (availability, http_failures) = check_availability(&recorded, &mut faults, &mut counts);
+    let (availability, failures) = check_availability(&recorded, &mut faults, &mut counts);
     violations.extend(availability);
     for f in &mut faults {
         if f.kind == FaultKind::KillLeader {
@@ -134,8 +134,10 @@ pub async fn run(options: RunOptions) -> Result<Report, String> {
     let history_file = (!violations.is_empty())
         .then(|| save_history(&dep, &recorded, options.seed))
         .flatten();
+    let logs_dir = (!violations.is_empty()).then(|| dep.cluster.keep_dir().display().to_string());
     Ok(Report {
         history_file,
+        logs_dir,
         seed: options.seed,
         mode: options.mode,
         duration_s: began.elapsed().as_secs_f64(),
@@ -143,7 +145,7 @@ pub async fn run(options: RunOptions) -> Result<Report, String> {
         dns_removal_ms: Spread::of(faults.iter().filter_map(|f| f.dns_removal_ms).collect()),
         faults,
         counts,
-        http_failures,
+        failures,
         convergence_ms,
         violations,
     })
@@ -330,6 +332,27 @@ pub fn versions_in(who: &str, log: &str) -> Vec<VersionObs> {
 /// The most failed requests a report describes.
 const FAILURES_SHOWN: usize = 20;
 
+/// One failed request, for the report: what, when (seconds into the run), during which faults,
+/// and why.
+fn describe_failure(
+    what: &str,
+    (start_us, end_us): (u64, u64),
+    during: &[String],
+    error: Option<&str>,
+) -> String {
+    let when = if during.is_empty() {
+        "no fault".to_string()
+    } else {
+        during.join(", ")
+    };
+    format!(
+        "{what} at {:.1}-{:.1} s ({when}): {}",
+        start_us as f64 / 1e6,
+        end_us as f64 / 1e6,
+        error.unwrap_or_default()
+    )
+}
+
 /// HTTP with no fault: all must succeed; during faults: 99.9%; DNS to replicas that were up.
 /// Also counts each fault's failed requests and describes the first few failures.
 fn check_availability(
@@ -356,24 +379,30 @@ fn check_availability(
             counts.http_during_faults.add(sample.ok);
         }
         if !sample.ok && failures.len() < FAILURES_SHOWN {
-            let when = if during.is_empty() {
-                "no fault".to_string()
-            } else {
-                during.join(", ")
-            };
-            failures.push(format!(
-                "edge {} {} at {:.1}-{:.1} s ({when}): {}",
-                sample.edge,
-                sample.host,
-                sample.start_us as f64 / 1e6,
-                sample.end_us as f64 / 1e6,
-                sample.error.as_deref().unwrap_or_default()
+            failures.push(describe_failure(
+                &format!("edge {} {}", sample.edge, sample.host),
+                (sample.start_us, sample.end_us),
+                &during,
+                sample.error.as_deref(),
             ));
         }
     }
     counts.http_set_aside = recorded.http_set_aside;
     for sample in &recorded.dns {
         counts.dns.add(sample.ok);
+        if !sample.ok && failures.len() < FAILURES_SHOWN {
+            let during: Vec<String> = faults
+                .iter()
+                .filter(|f| sample.start_us <= f.settled_us && sample.end_us >= f.start_us)
+                .map(|f| format!("{:?}", f.kind))
+                .collect();
+            failures.push(describe_failure(
+                &format!("DNS of replica {}", sample.replica),
+                (sample.start_us, sample.end_us),
+                &during,
+                sample.error.as_deref(),
+            ));
+        }
     }
     counts.dns_set_aside = recorded.dns_set_aside;
     let required = [

@@ -18,12 +18,27 @@ pub fn read_view(state: &StateDb) -> Result<StateView, StoreError> {
         version: r.version()?,
         zones: r.dns_zones()?,
         routes: r.routes()?,
+        origins: r.origins()?,
         edges: r.edge_nodes()?,
         health: r.edge_health()?,
         records: r.dns_records()?,
         settings: r.settings()?,
         replicas: r.replicas()?,
     })
+}
+
+/// Builds the snapshot of the state as it is now and publishes it.
+pub async fn publish_current(state: &Arc<StateDb>, service: &DnsService) {
+    let db = state.clone();
+    match tokio::task::spawn_blocking(move || read_view(&db)).await {
+        Ok(Ok(view)) => {
+            let version = view.version;
+            service.publish(ZoneSnapshot::build(&view));
+            tracing::debug!(version, "DNS snapshot published");
+        }
+        Ok(Err(error)) => tracing::warn!(%error, "cannot read the state for DNS"),
+        Err(error) => tracing::warn!(%error, "DNS state read failed"),
+    }
 }
 
 /// Rebuilds and publishes the snapshot whenever `versions` changes, until `shutdown`.
@@ -35,16 +50,7 @@ pub async fn follow_state(
 ) {
     loop {
         versions.borrow_and_update();
-        let db = state.clone();
-        match tokio::task::spawn_blocking(move || read_view(&db)).await {
-            Ok(Ok(view)) => {
-                let version = view.version;
-                service.publish(ZoneSnapshot::build(&view));
-                tracing::debug!(version, "DNS snapshot published");
-            }
-            Ok(Err(error)) => tracing::warn!(%error, "cannot read the state for DNS"),
-            Err(error) => tracing::warn!(%error, "DNS state read failed"),
-        }
+        publish_current(&state, &service).await;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             changed = versions.changed() => if changed.is_err() { return },

@@ -2,8 +2,8 @@
 //! replicated state, so all replicas give the same answers.
 //!
 //! - [`snapshot`]: `ZoneSnapshot`, the immutable records of every managed zone at one state
-//!   version (SOA serial = version, NS, route hostnames → edge IPs with fail-open health,
-//!   static records), and the lookup rules over it.
+//!   version (SOA serial = version, NS, route hostnames → the IPs of the healthy edges that can
+//!   reach the route's tunnel origin, failing open; static records), and the lookup rules over it.
 //! - [`handler`]: `SnapshotZone`, the hickory `ZoneHandler` of one zone, reading the snapshot.
 //! - [`catalog`]: `DnsService`, the swapped snapshot and hickory `Catalog` (a `RequestHandler`).
 //! - [`feed`]: `follow_state`, which republishes the snapshot on every state version.
@@ -21,6 +21,6 @@ pub mod snapshot;
 
 pub use catalog::DnsService;
 pub use error::DnsError;
-pub use feed::{follow_state, read_view};
+pub use feed::{follow_state, publish_current, read_view};
 pub use listener::DnsListeners;
 pub use snapshot::{Answer, StateView, ZoneSnapshot};

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, TXT};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType};
 use kokoa_store::{
-    DnsRecord, DnsType, DnsZone, EdgeHealth, EdgeNode, ReplicaInfo, Route, Settings,
+    DnsRecord, DnsType, DnsZone, EdgeHealth, EdgeNode, Origin, OriginKind, ReplicaInfo, Route,
+    Settings,
 };
 
 /// SOA refresh, retry and expire (seconds): there are no secondaries, so only sanity matters.
@@ -26,6 +27,7 @@ pub struct StateView {
     pub version: u64,
     pub zones: Vec<DnsZone>,
     pub routes: Vec<Route>,
+    pub origins: Vec<Origin>,
     pub edges: Vec<EdgeNode>,
     pub health: Vec<EdgeHealth>,
     pub records: Vec<DnsRecord>,
@@ -78,7 +80,7 @@ impl ZoneSnapshot {
     pub fn build(view: &StateView) -> Self {
         let origins: Vec<Name> = view.zones.iter().filter_map(|z| fqdn(&z.name)).collect();
         let ttl = view.settings.dns_ttl.max(1);
-        let edge_ips = answer_ips(&view.edges, &view.health);
+        let answers = RouteAnswers::new(&view.edges, &view.health, &view.origins);
         let mut zones = HashMap::new();
         for origin in &origins {
             let mut zone = ZoneBuilder::new(origin.clone());
@@ -91,7 +93,7 @@ impl ZoneSnapshot {
                 if most_specific(&origins, &host) != Some(origin) {
                     continue;
                 }
-                for ip in &edge_ips {
+                for ip in answers.for_origin(&route.origin_id) {
                     zone.add(&host, ttl, ip_rdata(*ip));
                 }
                 zone.touch(&host);
@@ -319,26 +321,102 @@ impl ZoneBuilder {
     }
 }
 
-/// The addresses route hostnames resolve to: the healthy edges' public IPs, or every edge's
-/// when none is healthy (fail open). An edge is healthy unless its health record says otherwise.
+/// The addresses route hostnames resolve to, worked out once per snapshot from the edges and
+/// their committed health. For a route of origin `O`, in order (failing open at each step, so
+/// that a route never answers with nothing while edges exist):
+/// 1. the healthy edges that do not report `O` unreachable;
+/// 2. if none: the healthy edges;
+/// 3. if none: every edge.
+///
+/// An edge is healthy unless its health record says otherwise; only healthy edges' reports of
+/// unreachable *tunnel* origins (none of whose agents is connected to the edge: agents keep
+/// their connections up, so the report follows the truth without traffic) count. A direct
+/// origin's report comes from the edge's last dial, which an edge left out of DNS would
+/// hardly make again: it is shown by the API but leaves no edge out.
+#[derive(Debug, Clone, Default)]
+pub struct RouteAnswers {
+    /// Steps 2 and 3: the answer for an origin that no healthy edge reports unreachable.
+    any: Vec<IpAddr>,
+    /// Origin id -> its answer, for the origins some healthy edge reports unreachable.
+    by_origin: HashMap<String, Vec<IpAddr>>,
+}
+
+impl RouteAnswers {
+    pub fn new(edges: &[EdgeNode], health: &[EdgeHealth], origins: &[Origin]) -> Self {
+        let tunnel: HashSet<&str> = origins
+            .iter()
+            .filter(|o| o.kind == OriginKind::Tunnel)
+            .map(|o| o.id.as_str())
+            .collect();
+        let unhealthy: HashSet<&str> = health
+            .iter()
+            .filter(|h| !h.healthy)
+            .map(|h| h.edge_id.as_str())
+            .collect();
+        let healthy: Vec<(&str, IpAddr)> = edges
+            .iter()
+            .filter(|e| !unhealthy.contains(e.id.as_str()))
+            .filter_map(|e| Some((e.id.as_str(), public_ip(e)?)))
+            .collect();
+        if healthy.is_empty() {
+            // Fail open: every edge, whatever it reports.
+            return Self {
+                any: sorted(edges.iter().filter_map(public_ip)),
+                by_origin: HashMap::new(),
+            };
+        }
+        // Origin id -> the healthy edges that report it unreachable.
+        let mut unreachable: HashMap<&str, HashSet<&str>> = HashMap::new();
+        for h in health.iter().filter(|h| h.healthy) {
+            for origin in h
+                .unreachable_origins
+                .iter()
+                .filter(|o| tunnel.contains(o.as_str()))
+            {
+                unreachable
+                    .entry(origin.as_str())
+                    .or_default()
+                    .insert(h.edge_id.as_str());
+            }
+        }
+        let any = sorted(healthy.iter().map(|(_, ip)| *ip));
+        let by_origin = unreachable
+            .into_iter()
+            .map(|(origin, from)| {
+                let reach = sorted(
+                    healthy
+                        .iter()
+                        .filter(|(id, _)| !from.contains(id))
+                        .map(|(_, ip)| *ip),
+                );
+                let ips = if reach.is_empty() { any.clone() } else { reach };
+                (origin.to_string(), ips)
+            })
+            .collect();
+        Self { any, by_origin }
+    }
+
+    /// The addresses of the hostnames routed to `origin_id`, sorted.
+    pub fn for_origin(&self, origin_id: &str) -> &[IpAddr] {
+        self.by_origin.get(origin_id).unwrap_or(&self.any)
+    }
+}
+
+/// The addresses of a route whose origin no healthy edge reports unreachable: the healthy
+/// edges' public IPs, or every edge's when none is healthy (fail open), sorted. Route hostnames
+/// answer with [`RouteAnswers::for_origin`].
 pub fn answer_ips(edges: &[EdgeNode], health: &[EdgeHealth]) -> Vec<IpAddr> {
-    let unhealthy: HashSet<&str> = health
-        .iter()
-        .filter(|h| !h.healthy)
-        .map(|h| h.edge_id.as_str())
-        .collect();
-    let parse = |e: &EdgeNode| e.public_ip.parse::<IpAddr>().ok();
-    let healthy: Vec<IpAddr> = edges
-        .iter()
-        .filter(|e| !unhealthy.contains(e.id.as_str()))
-        .filter_map(parse)
-        .collect();
-    let mut ips = if healthy.is_empty() {
-        edges.iter().filter_map(parse).collect()
-    } else {
-        healthy
-    };
-    ips.sort();
+    RouteAnswers::new(edges, health, &[]).any
+}
+
+fn public_ip(edge: &EdgeNode) -> Option<IpAddr> {
+    edge.public_ip.parse().ok()
+}
+
+/// `ips` sorted, without duplicates (edges sharing an address answer it once).
+fn sorted(ips: impl Iterator<Item = IpAddr>) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = ips.collect();
+    ips.sort_unstable();
     ips.dedup();
     ips
 }

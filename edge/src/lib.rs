@@ -4,6 +4,7 @@
 //! swap the routing table and certificates atomically; the edge keeps serving its last config
 //! while no replica answers.
 
+pub mod agent_endpoints;
 pub mod health;
 pub mod limits;
 pub mod live;
@@ -129,7 +130,11 @@ pub async fn run(opts: EdgeOptions, shutdown: CancellationToken) -> Result<(), E
     let live = Arc::new(Live::new(registration.id.clone()));
     kokoa_pull::serve_saved(&opts.data_dir, live.as_ref())?;
 
-    let edge_tunnel = Arc::new(EdgeTunnel::new(keys.secret.clone(), opts.wg_listen));
+    let edge_tunnel = Arc::new(EdgeTunnel::new(
+        keys.secret.clone(),
+        opts.wg_listen,
+        opts.data_dir.clone(),
+    ));
     live.attach_tunnel(edge_tunnel.clone());
     let dialer = ByKind {
         direct: Arc::new(DirectDialer),

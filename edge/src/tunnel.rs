@@ -1,10 +1,13 @@
 //! The edge's end of the agents' WireGuard tunnels: a [`Gateway`] started once a config gives
 //! this edge its tunnel address, kept in step with the config's agents, and used as the
 //! [`Dialer`] of tunnel origins (each request goes through one of the origin's connected
-//! agents, in turn).
+//! agents, in turn). The agents' addresses are saved in the data dir
+//! ([`AgentEndpoints`]); a restarted edge greets them from there, and they reconnect at once.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use futures::future::BoxFuture;
@@ -15,11 +18,14 @@ use kokoa_tunnel::{StaticSecret, TunnelConfig};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent_endpoints::AgentEndpoints;
 use crate::upstream::{BoxStream, DialError, Dialer};
 
 /// How long the edge waits for an agent to answer a new stream before trying the next agent
 /// (the proxy's own connect timeout bounds the whole dial).
-const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the agents' addresses are checked, and saved when they changed.
+const SAVE_ENDPOINTS_EVERY: Duration = Duration::from_secs(1);
 
 /// What a config asks of the tunnel: this edge's address in it, and the agents it accepts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,6 +70,8 @@ impl TunnelPlan {
 pub struct EdgeTunnel {
     secret: StaticSecret,
     listen: SocketAddr,
+    /// Where the agents' endpoints are saved.
+    data_dir: PathBuf,
     gateway: ArcSwapOption<Gateway>,
 }
 
@@ -80,28 +88,83 @@ impl std::fmt::Debug for EdgeTunnel {
 }
 
 impl EdgeTunnel {
-    /// A tunnel that will bind `listen` (UDP) with the edge's WireGuard key.
-    pub fn new(secret: StaticSecret, listen: SocketAddr) -> EdgeTunnel {
+    /// A tunnel that will bind `listen` (UDP) with the edge's WireGuard key, saving the
+    /// agents' addresses in `data_dir`.
+    pub fn new(secret: StaticSecret, listen: SocketAddr, data_dir: PathBuf) -> EdgeTunnel {
         EdgeTunnel {
             secret,
             listen,
+            data_dir,
             gateway: ArcSwapOption::empty(),
         }
     }
 
-    /// Applies every plan the config brings until `shutdown`.
+    /// Applies every plan the config brings, and saves the agents' addresses when they
+    /// change, until `shutdown`.
     pub async fn follow(
         self: Arc<Self>,
         mut plans: watch::Receiver<Arc<TunnelPlan>>,
         shutdown: CancellationToken,
     ) {
+        let mut saved = AgentEndpoints::load(&self.data_dir);
+        let mut greeted = false;
+        let mut save_tick = tokio::time::interval(SAVE_ENDPOINTS_EVERY);
+        save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut plan_changed = true;
         loop {
-            let plan = plans.borrow_and_update().clone();
-            self.apply(&plan).await;
-            tokio::select! {
-                changed = plans.changed() => if changed.is_err() { return },
-                _ = shutdown.cancelled() => return,
+            if plan_changed {
+                let plan = plans.borrow_and_update().clone();
+                self.apply(&plan).await;
+                if !greeted {
+                    greeted = self.greet(&saved);
+                }
             }
+            tokio::select! {
+                changed = plans.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    plan_changed = true;
+                }
+                _ = save_tick.tick() => {
+                    plan_changed = false;
+                    self.save_endpoints(&mut saved);
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        self.save_endpoints(&mut saved);
+    }
+
+    /// Greets the agents at their saved addresses once the gateway is up; whether it is.
+    fn greet(&self, saved: &AgentEndpoints) -> bool {
+        let Some(gateway) = self.gateway.load_full() else {
+            return false;
+        };
+        if !saved.is_empty() {
+            tracing::info!(
+                agents = saved.len(),
+                "greeting the agents at their last addresses"
+            );
+        }
+        for (key, endpoint) in saved.entries() {
+            gateway.tunnel().greet(&key, endpoint);
+        }
+        true
+    }
+
+    /// Saves the agents' current addresses when they differ from `saved`.
+    fn save_endpoints(&self, saved: &mut AgentEndpoints) {
+        let Some(gateway) = self.gateway.load_full() else {
+            return;
+        };
+        let current = saved.updated(&gateway.tunnel().peers());
+        if current == *saved {
+            return;
+        }
+        match current.save(&self.data_dir) {
+            Ok(()) => *saved = current,
+            Err(e) => tracing::warn!(error = %e, "cannot save the agents' addresses"),
         }
     }
 

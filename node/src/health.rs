@@ -11,7 +11,7 @@
 //! A good probe also reads the edge's report of its origins (tunnel origins without a connected
 //! agent, direct origins whose last dial failed); when that set differs from the committed one of
 //! a healthy edge, it is committed too, so the API and UI can mark routes whose origin the edges
-//! cannot reach.
+//! cannot reach, and the DNS leaves those edges out of the answers of tunnel origins' routes.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -142,7 +142,9 @@ pub async fn run(args: ServerArgs, shutdown: CancellationToken) -> anyhow::Resul
     outcome
 }
 
-/// Binds the DNS sockets (one UDP socket per core) and starts answering from the local state.
+/// Binds the DNS sockets (one UDP socket per core) and starts answering from the local state:
+/// only once its first snapshot is published, so that a restarted replica answers from the
+/// state it has at once rather than REFUSED while it has none (queries wait in the sockets).
 fn start_dns(
     addr: SocketAddr,
     node: &RaftNode,
@@ -153,13 +155,16 @@ fn start_dns(
     let listeners = kokoa_dns::DnsListeners::bind(addr, cores).context("--dns-listen")?;
     let bound = listeners.local_addr();
     let service = kokoa_dns::DnsService::new();
-    tasks.spawn(kokoa_dns::follow_state(
-        node.state().clone(),
-        node.version_watch(),
-        service.clone(),
-        shutdown.clone(),
-    ));
-    tasks.spawn(listeners.serve(service, shutdown.clone()));
+    let state = node.state().clone();
+    let versions = node.version_watch();
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        kokoa_dns::publish_current(&state, &service).await;
+        tokio::join!(
+            kokoa_dns::follow_state(state, versions, service.clone(), shutdown.clone()),
+            listeners.serve(service, shutdown),
+        );
+    });
     Ok(bound)
 }
 

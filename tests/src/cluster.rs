@@ -497,6 +497,13 @@ impl Cluster {
         Edge::start(spec).await.unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Keeps the cluster's directory (every process's data and log) after the cluster is
+    /// dropped; its path.
+    pub fn keep_dir(&mut self) -> &std::path::Path {
+        self.root.disable_cleanup(true);
+        self.root.path()
+    }
+
     /// Prints every replica's log tail.
     pub fn dump_logs(&self) {
         for replica in &self.replicas {

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use rand::Rng;
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use crate::keys::{PublicKey, StaticSecret};
-use crate::mux::{self, MuxSettings, TargetPolicy};
+use crate::mux::{self, MuxSettings, Probe, TargetPolicy};
 use crate::net::{PeerConfig, Tunnel, TunnelConfig, TunnelError};
 use crate::MUX_PORT;
 
@@ -223,9 +224,14 @@ impl Connector {
 
 /// Dials `edge` and serves its streams; after every failure or disconnect, starts a fresh
 /// handshake (the edge may have restarted and lost our session) and dials again.
+///
+/// When the edge starts a new session itself, the connection is probed at once: a restarted
+/// edge (which greets the agents it knew) answers with a TCP reset, and the agent redials
+/// within a round trip instead of waiting for its keep-alive to time out.
 async fn stay_connected(inner: Arc<Inner>, edge: EdgeTarget, connected: Arc<AtomicBool>) {
     let remote = SocketAddrV4::new(edge.tunnel_ip, MUX_PORT);
     let mut wait = RETRY_MIN;
+    let mut edge_handshakes = inner.tunnel.peer_handshakes();
     loop {
         let started = tokio::time::Instant::now();
         match tokio::time::timeout(
@@ -238,7 +244,16 @@ async fn stay_connected(inner: Arc<Inner>, edge: EdgeTarget, connected: Arc<Atom
                 connected.store(true, Ordering::Release);
                 tracing::info!(edge = %edge.id, "connected to edge");
                 let policy: Arc<dyn TargetPolicy> = inner.targets.clone();
-                let ended = mux::serve(stream, &inner.settings, policy).await;
+                let probe = Probe::default();
+                let serving = mux::serve_until(
+                    stream,
+                    &inner.settings,
+                    policy,
+                    std::future::pending(),
+                    probe.clone(),
+                );
+                let ended =
+                    probe_on_new_session(serving, &mut edge_handshakes, &edge, &probe).await;
                 connected.store(false, Ordering::Release);
                 match ended {
                     Ok(()) => tracing::info!(edge = %edge.id, "edge closed the connection"),
@@ -255,5 +270,28 @@ async fn stay_connected(inner: Arc<Inner>, edge: EdgeTarget, connected: Arc<Atom
         let jittered = wait.mul_f64(rand::thread_rng().gen_range(0.5..=1.0));
         tokio::time::sleep(jittered).await;
         wait = (wait * 2).min(RETRY_MAX);
+    }
+}
+
+/// Drives `serving` to its end, asking `probe` for a PING whenever `edge` starts a new
+/// session (or when its notices were missed).
+async fn probe_on_new_session<F: std::future::Future>(
+    serving: F,
+    handshakes: &mut broadcast::Receiver<PublicKey>,
+    edge: &EdgeTarget,
+    probe: &Probe,
+) -> F::Output {
+    tokio::pin!(serving);
+    let mut following = true;
+    loop {
+        tokio::select! {
+            ended = &mut serving => return ended,
+            notice = handshakes.recv(), if following => match notice {
+                Ok(key) if key == edge.public_key => probe.now(),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => probe.now(),
+                Err(broadcast::error::RecvError::Closed) => following = false,
+            },
+        }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::keys::PublicKey;
@@ -50,8 +51,19 @@ pub enum GatewayError {
 
 struct AgentState {
     spec: AgentSpec,
-    /// The newest connection: its generation and client.
-    mux: Option<(u64, MuxClient)>,
+    /// The newest connection.
+    mux: Option<AgentConnection>,
+}
+
+/// An agent's mux connection as the table holds it.
+struct AgentConnection {
+    generation: u64,
+    client: MuxClient,
+    /// Dropping it (the agent connected again, or was removed) closes the connection: an agent
+    /// keeps one connection per edge, so its older one is dead even if no keep-alive has timed
+    /// out yet, and whatever still uses it (pooled HTTP connections over its streams) must fail
+    /// now rather than with the next request.
+    _close: oneshot::Sender<()>,
 }
 
 struct Inner {
@@ -144,7 +156,7 @@ impl Gateway {
             table
                 .values()
                 .filter(|a| a.spec.origin_id == origin_id)
-                .filter_map(|a| a.mux.as_ref().map(|(_, c)| c.clone()))
+                .filter_map(|a| a.mux.as_ref().map(|m| m.client.clone()))
                 .filter(|c| !c.is_closed())
                 .collect()
         };
@@ -183,7 +195,7 @@ impl Gateway {
                 AgentStatus {
                     id: a.spec.id.clone(),
                     origin_id: a.spec.origin_id.clone(),
-                    connected: a.mux.as_ref().is_some_and(|(_, c)| !c.is_closed()),
+                    connected: a.mux.as_ref().is_some_and(|m| !m.client.is_closed()),
                     last_handshake: peer.and_then(|p| p.last_handshake),
                     endpoint: peer.and_then(|p| p.endpoint),
                 }
@@ -211,15 +223,28 @@ async fn accept_loop(inner: Arc<Inner>, mut listener: Listener) {
                 }
             };
             let generation = inner.generation.fetch_add(1, Ordering::Relaxed);
-            match inner.agents.write().get_mut(key.as_bytes()) {
-                Some(a) => a.mux = Some((generation, client)),
+            let (close, closed) = oneshot::channel();
+            let replaced = match inner.agents.write().get_mut(key.as_bytes()) {
+                Some(a) => a.mux.replace(AgentConnection {
+                    generation,
+                    client,
+                    _close: close,
+                }),
                 None => return,
+            };
+            if replaced.is_some() {
+                tracing::info!(agent = %id, "agent connected again: its previous connection is closed");
+            } else {
+                tracing::info!(agent = %id, "agent connected");
             }
-            tracing::info!(agent = %id, "agent connected");
-            let ended = driver.await;
+            drop(replaced);
+            let ended = tokio::select! {
+                ended = driver => ended,
+                _ = closed => return,
+            };
             let mut table = inner.agents.write();
             if let Some(a) = table.get_mut(key.as_bytes()) {
-                if a.mux.as_ref().is_some_and(|(g, _)| *g == generation) {
+                if a.mux.as_ref().is_some_and(|m| m.generation == generation) {
                     a.mux = None;
                     match ended {
                         Ok(()) => tracing::info!(agent = %id, "agent disconnected"),

@@ -31,6 +31,9 @@ const TCP_USER_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_
 const RX_QUEUE_LIMIT: usize = 4096;
 /// Rounds of poll-then-send while the outbox keeps filling up.
 const MAX_POLL_ROUNDS: usize = 16;
+/// WireGuard message types (the first byte of a datagram; the rest of the word is zero).
+const HANDSHAKE_INITIATION: u8 = 1;
+const HANDSHAKE_RESPONSE: u8 = 2;
 
 /// A peer and its stack.
 pub(crate) struct Link {
@@ -60,6 +63,9 @@ pub(crate) struct LinkState {
     /// The only inner source address accepted from it.
     pub allowed_ip: Ipv4Addr,
     pub removed: bool,
+    /// The peer started a session we answered, and has yet to send on it: once it does, the
+    /// session is ours to send on too, and `Core::peer_handshakes` hears of it.
+    peer_session_unconfirmed: bool,
     /// Its datagrams wait for the UDP socket to become writable.
     pub blocked: bool,
     iface: Interface,
@@ -104,6 +110,7 @@ impl Link {
             endpoint,
             allowed_ip,
             removed: false,
+            peer_session_unconfirmed: false,
             blocked: false,
             iface,
             sockets: SocketSet::new(Vec::new()),
@@ -234,6 +241,12 @@ impl Link {
             TunnResult::WriteToNetwork(packet) => {
                 // A handshake answer or cookie; queued packets may follow.
                 st.endpoint = Some(from);
+                if datagram.first() == Some(&HANDSHAKE_INITIATION)
+                    && packet.first() == Some(&HANDSHAKE_RESPONSE)
+                {
+                    tracing::debug!(peer = %crate::keys::to_base64(&self.key), %from, "the peer starts a session");
+                    st.peer_session_unconfirmed = true;
+                }
                 self.core.send_now(packet, from);
                 while let TunnResult::WriteToNetwork(packet) =
                     st.tunn.decapsulate(None, &[], scratch)
@@ -249,6 +262,7 @@ impl Link {
                     return;
                 }
                 st.endpoint = Some(from);
+                self.peer_session_confirmed(st);
                 if st.rx.len() < RX_QUEUE_LIMIT {
                     let mut buf = st.outbox.buffer(packet.len());
                     buf.copy_from_slice(packet);
@@ -260,11 +274,21 @@ impl Link {
             TunnResult::WriteToTunnelV6(..) => {
                 self.core.counters.forbidden.fetch_add(1, Ordering::Relaxed);
             }
-            TunnResult::Done => {}
+            // A keep-alive (what the peer sends first on a session it started), or nothing.
+            TunnResult::Done => self.peer_session_confirmed(st),
             TunnResult::Err(e) => {
                 tracing::trace!(error = ?e, %from, "datagram refused");
                 self.core.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// The peer sent on the session it started: tell `Core::peer_handshakes`' followers
+    /// (nobody following is fine).
+    fn peer_session_confirmed(&self, st: &mut LinkState) {
+        if std::mem::take(&mut st.peer_session_unconfirmed) {
+            tracing::debug!(peer = %crate::keys::to_base64(&self.key), "the peer's session is confirmed");
+            let _ = self.core.peer_handshakes.send(self.key);
         }
     }
 

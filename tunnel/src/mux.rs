@@ -13,7 +13,9 @@
 //!   control, supports half-close (END_STREAM) and resets (RST_STREAM CANCEL) when dropped
 //!   unfinished.
 //! - Keep-alive: both sides PING every [`MuxSettings::ping_interval`] and give the connection
-//!   up when no PONG arrives within [`MuxSettings::ping_timeout`].
+//!   up when no PONG arrives within [`MuxSettings::ping_timeout`]; a [`Probe`] asks for a PING
+//!   at once (the agent's, when the edge starts a new WireGuard session: it may have restarted,
+//!   and then the PING is answered with a TCP reset and the agent redials at once).
 //!
 //! Wire contract of the CONNECT answer (agent to edge): `200` stream open, `403` target not
 //! allowed (nothing dialled), `502` target refused or unreachable, `504` dial timed out, `405`
@@ -27,9 +29,11 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use h2::{Ping, PingPong};
+use tokio::sync::Notify;
 
 pub use client::{client, MuxClient, OpenError};
 pub use server::{serve, serve_until, TargetPolicy};
@@ -166,14 +170,36 @@ pub enum MuxError {
     H2(#[from] h2::Error),
 }
 
-/// Sends a PING every `interval` and returns once one is not answered within `timeout`.
+/// Asks a connection's keep-alive for a PING now rather than at the next interval, when
+/// something suggests the peer may have lost the connection. Cheap to clone; a request made
+/// while no PING is due is kept until the next wait.
+#[derive(Debug, Clone, Default)]
+pub struct Probe(Arc<Notify>);
+
+impl Probe {
+    /// Requests a PING as soon as possible.
+    pub fn now(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Sends a PING every `interval` (and whenever `probe` asks) and returns once one is not
+/// answered within `timeout`.
 ///
 /// Runs alongside the connection it pings (the PONG is only seen while the connection is
 /// polled). If the connection itself fails, the ping fails too; then this waits forever and
 /// leaves reporting the outcome to the connection.
-async fn keepalive(mut ping_pong: PingPong, interval: Duration, timeout: Duration) -> MuxError {
+async fn keepalive(
+    mut ping_pong: PingPong,
+    interval: Duration,
+    timeout: Duration,
+    probe: Probe,
+) -> MuxError {
     loop {
-        tokio::time::sleep(interval).await;
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = probe.0.notified() => tracing::debug!("probing the connection"),
+        }
         match tokio::time::timeout(timeout, ping_pong.ping(Ping::opaque())).await {
             Ok(Ok(_pong)) => {}
             Ok(Err(error)) => {

@@ -17,7 +17,7 @@ use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use parking_lot::{Mutex, RwLock};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use crate::keys::{PublicKey, StaticSecret};
@@ -36,6 +36,8 @@ const RECV_BATCH: usize = 128;
 const ACCEPT_BACKLOG: usize = 64;
 /// UDP socket buffers asked of the kernel (it caps them at net.core.{r,w}mem_max).
 const SOCKET_BUFFER: usize = 8 << 20;
+/// Peer-started handshakes kept for slow followers of [`Tunnel::peer_handshakes`].
+const PEER_HANDSHAKE_BACKLOG: usize = 64;
 /// A deadline meaning "never".
 pub(crate) const NO_DEADLINE: u64 = u64::MAX;
 
@@ -138,6 +140,8 @@ pub(crate) struct Core {
     writable_wanted: AtomicBool,
     pub listeners: Mutex<HashMap<u16, mpsc::Sender<(PublicKey, TcpStream)>>>,
     pub counters: Counters,
+    /// Each peer that started a new session with us and sent on it.
+    pub peer_handshakes: broadcast::Sender<PublicKey>,
 }
 
 impl Core {
@@ -165,10 +169,16 @@ impl Core {
     }
 
     /// Sends a handshake message or cookie at once (dropped if the socket is full; the
-    /// protocol retries).
+    /// protocol retries, 5 s later).
+    ///
+    /// The send goes straight to the kernel rather than through tokio's readiness: a socket
+    /// bound a moment ago is not yet known writable to tokio, which would refuse the send
+    /// (`WouldBlock`) although the kernel has room; a restarted edge's greetings and a
+    /// restarted agent's first handshake would then wait for the retry.
     pub fn send_now(&self, datagram: &[u8], to: SocketAddr) {
-        if let Err(e) = self.socket.try_send_to(datagram, to) {
-            tracing::trace!(error = %e, %to, "handshake datagram not sent");
+        let sent = socket2::SockRef::from(&self.socket).send_to(datagram, &to.into());
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, %to, "handshake datagram not sent");
         }
     }
 }
@@ -252,6 +262,7 @@ impl Tunnel {
             writable_wanted: AtomicBool::new(false),
             listeners: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            peer_handshakes: broadcast::channel(PEER_HANDSHAKE_BACKLOG).0,
         });
         let shared = Arc::new(Shared {
             core,
@@ -401,6 +412,31 @@ impl Tunnel {
             let mut scratch = [0u8; 256];
             link.rehandshake(&mut scratch);
         }
+    }
+
+    /// Points `peer` at `endpoint` and starts a handshake, unless something was heard from it
+    /// already: after a restart, peers that reached us before learn at once that their session
+    /// is gone, rather than when their own timers give up on it.
+    pub fn greet(&self, peer: &PublicKey, endpoint: SocketAddr) {
+        let Ok(link) = self.link(peer) else { return };
+        {
+            let mut st = link.lock();
+            if let Some(heard) = st.endpoint {
+                tracing::debug!(peer = %crate::keys::to_base64(peer), %heard, "not greeted: heard from already");
+                return;
+            }
+            st.endpoint = Some(endpoint);
+        }
+        tracing::debug!(peer = %crate::keys::to_base64(peer), %endpoint, "greeting");
+        let mut scratch = [0u8; 256];
+        link.rehandshake(&mut scratch);
+    }
+
+    /// Follows the peers that start a new session with us (a restart, or their regular
+    /// rekey), each named by its key once it has sent on the session (so that we can send on
+    /// it too). Lagging behind loses the oldest names.
+    pub fn peer_handshakes(&self) -> broadcast::Receiver<PublicKey> {
+        self.shared.core.peer_handshakes.subscribe()
     }
 
     /// Accepts TCP connections from any peer to our address on `port`.

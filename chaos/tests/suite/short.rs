@@ -5,12 +5,7 @@
 use kokoa_chaos::run::{clock_seed, run, RunOptions};
 use kokoa_chaos::schedule::Mode;
 
-// Not yet in CI: the run with seed 2 found a stale register read right after the whole control
-// plane came back from kill -9 (under investigation), and tunnel routes answer 503 for about
-// 10 s through an edge restarted before its agents reconnect. Run it by hand:
-// `cargo test -p kokoa-chaos --test suite short -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "finds a stale read after a whole-control-plane crash (seed 2); fix pending"]
 async fn the_short_chaos_run_finds_no_violation() {
     let seed = std::env::var("KOKOA_CHAOS_SEED")
         .ok()

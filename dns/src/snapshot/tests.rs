@@ -29,6 +29,16 @@ fn route(host: &str) -> Route {
     }
 }
 
+fn origin(id: &str, kind: OriginKind) -> Origin {
+    Origin {
+        id: id.into(),
+        name: id.into(),
+        kind,
+        created_at: 0,
+        subnet: None,
+    }
+}
+
 fn record(name: &str, rtype: DnsType, value: &str) -> DnsRecord {
     DnsRecord {
         id: name.into(),
@@ -51,6 +61,10 @@ fn view() -> StateView {
             route("app.example.test"),
             route("*.apps.example.test"),
             route("other.org"),
+        ],
+        origins: vec![
+            origin("o", OriginKind::Tunnel),
+            origin("p", OriginKind::Tunnel),
         ],
         edges: vec![edge("e1", "192.0.2.1"), edge("e2", "192.0.2.2")],
         health: vec![],
@@ -115,6 +129,89 @@ fn routes_answer_with_healthy_edges_and_fail_open() {
         ["192.0.2.1", "192.0.2.2"],
         "every edge when none is healthy"
     );
+}
+
+fn health(edge_id: &str, healthy: bool, unreachable_origins: &[&str]) -> EdgeHealth {
+    EdgeHealth {
+        edge_id: edge_id.into(),
+        healthy,
+        since: 0,
+        reason: String::new(),
+        unreachable_origins: unreachable_origins.iter().map(|o| o.to_string()).collect(),
+    }
+}
+
+#[test]
+fn routes_leave_out_the_edges_that_cannot_reach_their_origin() {
+    let mut v = view();
+    v.edges.push(edge("e3", "192.0.2.3"));
+    let mut other = route("other.example.test");
+    other.origin_id = "p".into();
+    v.routes.push(other);
+    let zone = n("example.test.");
+    let a = |v: &StateView, name: &str| {
+        ips(&ZoneSnapshot::build(v).lookup(&zone, &n(name), RecordType::A))
+    };
+
+    // e1 cannot reach o: o's hostnames (wildcards too) leave it out, p's keep it. e3 is
+    // unhealthy and stays out of both, whatever it reports.
+    v.health = vec![health("e1", true, &["o"]), health("e3", false, &["p"])];
+    assert_eq!(a(&v, "app.example.test."), ["192.0.2.2"]);
+    assert_eq!(a(&v, "x.apps.example.test."), ["192.0.2.2"]);
+    assert_eq!(a(&v, "other.example.test."), ["192.0.2.1", "192.0.2.2"]);
+
+    // Every healthy edge cannot reach o: the healthy edges (fail open), still without e3.
+    v.health = vec![
+        health("e1", true, &["o"]),
+        health("e2", true, &["o", "p"]),
+        health("e3", false, &[]),
+    ];
+    assert_eq!(a(&v, "app.example.test."), ["192.0.2.1", "192.0.2.2"]);
+    assert_eq!(a(&v, "other.example.test."), ["192.0.2.1"]);
+
+    // An edge without a verdict counts as healthy and reaching everything.
+    v.health.truncate(2);
+    assert_eq!(a(&v, "app.example.test."), ["192.0.2.3"]);
+
+    // No healthy edge: every edge, whatever they report.
+    v.health = vec![
+        health("e1", false, &["o"]),
+        health("e2", false, &[]),
+        health("e3", false, &["o"]),
+    ];
+    assert_eq!(
+        a(&v, "app.example.test."),
+        ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+    );
+}
+
+#[test]
+fn a_direct_origins_failed_dial_leaves_no_edge_out() {
+    let mut v = view();
+    v.origins = vec![origin("o", OriginKind::Direct)];
+    v.health = vec![health("e1", true, &["o"])];
+    let zone = n("example.test.");
+    let snap = ZoneSnapshot::build(&v);
+    assert_eq!(
+        ips(&snap.lookup(&zone, &n("app.example.test."), RecordType::A)),
+        ["192.0.2.1", "192.0.2.2"]
+    );
+}
+
+#[test]
+fn edges_sharing_an_address_answer_it_while_one_of_them_reaches_the_origin() {
+    let mut v = view();
+    v.edges.push(edge("e3", "192.0.2.2"));
+    let zone = n("example.test.");
+    let a = |v: &StateView| {
+        ips(&ZoneSnapshot::build(v).lookup(&zone, &n("app.example.test."), RecordType::A))
+    };
+    v.health = vec![health("e2", true, &["o"])];
+    assert_eq!(a(&v), ["192.0.2.1", "192.0.2.2"]);
+    v.health.push(health("e3", true, &["o"]));
+    assert_eq!(a(&v), ["192.0.2.1"]);
+    // answer_ips ignores the reports: the healthy edges.
+    assert_eq!(answer_ips(&v.edges, &v.health).len(), 2);
 }
 
 #[test]

@@ -315,3 +315,39 @@ async fn big_answers_are_truncated_over_udp_and_complete_over_tcp() {
     assert!(!edns.has_flag("tc"), "TC despite EDNS: {}", edns.raw);
     assert_eq!(edns.data("TXT").len(), 10, "{}", edns.raw);
 }
+
+/// A replica killed and started again answers from the state it has with its first answer:
+/// never REFUSED while it has yet to build its zones (queries sent the moment it listens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_replica_answers_at_once() {
+    let mut cluster = dns_cluster(3).await;
+    let admin = cluster.client(0);
+    register_edge_at(&cluster, "edge-a", "192.0.2.1").await;
+    let origin = new_origin(&admin, "home", "direct").await;
+    let origin_id = origin["id"].as_str().expect("origin id");
+    new_route(&admin, "app.example.test", origin_id, "127.0.0.1:8080").await;
+    for i in 0..3 {
+        wait_answer(&cluster, i, "app.example.test", "A", &[], |a| {
+            expect(a, "NOERROR", "A", &["192.0.2.1"])
+        })
+        .await;
+    }
+    for round in 0..3 {
+        let i = round % cluster.len();
+        cluster.replica_mut(i).kill9();
+        cluster
+            .replica_mut(i)
+            .restart()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let first = dig(dns_addr(&cluster, i), "app.example.test", "A", &[])
+            .await
+            .unwrap_or_else(|e| panic!("replica {i} after its restart: {e}"));
+        expect(&first, "NOERROR", "A", &["192.0.2.1"]).unwrap_or_else(|e| {
+            panic!(
+                "replica {i}'s first answer after its restart: {e}\n{}",
+                first.raw
+            )
+        });
+    }
+}

@@ -6,12 +6,15 @@
 //! Every replica also runs the built-in DNS, queried with kdig: a route hostname's A records
 //! leave out the frozen edge on every replica within 15 s and take it back after it recovers,
 //! every edge stopped answers with all of them (fail open), and while a new leader takes over
-//! every replica gives the same answer at the same SOA serial (state version).
+//! every replica gives the same answer at the same SOA serial (state version). A tunnel
+//! hostname's A records also leave out a healthy edge that its origin's agent cannot reach, and
+//! take it back once the agent reconnects; the other routes keep it, and when no healthy edge
+//! reaches the origin the hostname answers with the healthy edges (fail open).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use kokoa_tests::{wait_until_ok, Cluster, Edge};
+use kokoa_tests::{free_port, wait_until_ok, Agent, Cluster, Edge};
 use serde_json::{json, Value};
 
 use crate::common::{items, retry_write};
@@ -31,6 +34,10 @@ const CHECKS_START_LOG: &str = "leading: health checks start";
 /// The zone every replica serves (`--dns-zone`) and a route hostname inside it.
 const ZONE: &str = "health.test";
 const HOST: &str = "app.health.test";
+/// A hostname of a tunnel origin in `ZONE`.
+const TUNNEL_HOST: &str = "tunnel.health.test";
+/// Time for an edge to see an agent connect or go, and for its report to be committed.
+const TUNNEL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Probes every second with a 1 s timeout (settings through replica 0).
 pub(crate) async fn fast_checks(cluster: &Cluster) {
@@ -144,16 +151,18 @@ fn ips(edges: &[Edge], which: &[usize]) -> Vec<String> {
     out
 }
 
-/// Every running replica's DNS answer for `HOST` A: replica → (SOA serial, sorted addresses).
+/// Every running replica's DNS answer for a hostname's A records: replica → (SOA serial,
+/// sorted addresses).
 type Round = BTreeMap<usize, (u64, Vec<String>)>;
 
-/// One kdig round over every running replica; `Err` when one gives no usable answer (yet).
-async fn dns_round(cluster: &Cluster) -> Result<Round, String> {
+/// One kdig round for `host` over every running replica; `Err` when one gives no usable answer
+/// (yet).
+async fn dns_round(cluster: &Cluster, host: &str) -> Result<Round, String> {
     let mut round = Round::new();
     for i in cluster.running() {
-        let (serial, answer) = dig_at_serial(dns_addr(cluster, i), ZONE, HOST, "A", &[]).await?;
+        let (serial, answer) = dig_at_serial(dns_addr(cluster, i), ZONE, host, "A", &[]).await?;
         if answer.status != "NOERROR" || !answer.has_flag("aa") {
-            return Err(format!("replica {i}: {HOST} A: {}", answer.raw));
+            return Err(format!("replica {i}: {host} A: {}", answer.raw));
         }
         round.insert(i, (serial, answer.data("A")));
     }
@@ -168,10 +177,21 @@ async fn wait_dns(
     min_serial: u64,
     timeout: Duration,
 ) -> (Duration, Round) {
+    wait_host_dns(cluster, HOST, want, min_serial, timeout).await
+}
+
+/// [`wait_dns`] for `host`.
+async fn wait_host_dns(
+    cluster: &Cluster,
+    host: &str,
+    want: &[String],
+    min_serial: u64,
+    timeout: Duration,
+) -> (Duration, Round) {
     let started = Instant::now();
-    let what = format!("{HOST} A = {want:?} (serial >= {min_serial}) on every replica");
+    let what = format!("{host} A = {want:?} (serial >= {min_serial}) on every replica");
     let round = wait_until_ok(&what, timeout, || async {
-        let round = dns_round(cluster).await?;
+        let round = dns_round(cluster, host).await?;
         for (i, (serial, got)) in &round {
             if got != want || *serial < min_serial {
                 return Err(format!("replica {i}: serial {serial}: {got:?}"));
@@ -248,7 +268,7 @@ async fn watch(
 ) -> Round {
     let started = Instant::now();
     loop {
-        let last = match dns_round(cluster).await {
+        let last = match dns_round(cluster, HOST).await {
             Ok(round) => {
                 history.record(&round, allowed);
                 match done(&round) {
@@ -510,4 +530,113 @@ async fn a_new_leader_keeps_checking() {
         history.by_serial.len(),
         history.shared()
     );
+}
+
+/// Waits until every running replica, with linearizable and stale reads, shows the route of
+/// `host` with origin `status`, unreachable from the edges `from` (in any order).
+async fn wait_origin_status(cluster: &Cluster, host: &str, status: &str, from: &[&str]) {
+    let mut want = from.to_vec();
+    want.sort_unstable();
+    let what = format!("{host}'s origin {status} (not from {want:?}) on every replica");
+    wait_until_ok(&what, TUNNEL_TIMEOUT, || async {
+        for i in cluster.running() {
+            for query in ["", "?stale=true"] {
+                let path = format!("/api/v1/routes/{host}{query}");
+                let got = cluster
+                    .client(i)
+                    .get(&path)
+                    .await
+                    .map_err(|e| format!("replica {i} {path}: {e}"))?;
+                let mut seen: Vec<&str> = got.json["unreachable_from"]
+                    .as_array()
+                    .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                seen.sort_unstable();
+                if got.status.as_u16() != 200 || got.json["origin_status"] != status || seen != want
+                {
+                    return Err(format!("replica {i} {path}: {} {}", got.status, got.json));
+                }
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_hostname_leaves_out_the_edges_its_agent_cannot_reach() {
+    let (cluster, mut edges) = start(2).await;
+    let origin_id = cluster.add_tunnel_origin("tunnelled").await;
+    new_route(&cluster.client(0), TUNNEL_HOST, &origin_id, "127.0.0.1:9").await;
+    // The agent's WireGuard port is chosen here, so that a restart can move it for sure.
+    let mut agent_spec = cluster.agent_spec("agent-1", &origin_id, 0).await;
+    agent_spec.wg_listen.set_port(free_port());
+    let mut agent = Agent::start(agent_spec.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (one, two) = (edges[0].id().to_string(), edges[1].id().to_string());
+    let both = ips(&edges, &[0, 1]);
+    let only_one = ips(&edges, &[0]);
+    wait_health(&cluster, &expect(&edges, &[]), SETTLE_TIMEOUT).await;
+    wait_origin_status(&cluster, TUNNEL_HOST, "reachable", &[]).await;
+    let version = state_version(&cluster).await;
+    wait_host_dns(&cluster, TUNNEL_HOST, &both, version, SETTLE_TIMEOUT).await;
+
+    // Edge 2 comes back where the agent cannot reach it: it listens for WireGuard on another
+    // port than the one it registered (which the agent dials), and the agent restarted on
+    // another address while edge 2 was down (so edge 2 cannot greet it at its last one). Edge 2
+    // is healthy but reports the tunnel origin unreachable: the tunnel hostname leaves it out,
+    // the other route keeps it.
+    let registered = edges[1].spec().clone();
+    edges[1].kill9();
+    agent.kill9();
+    agent_spec.wg_listen.set_port(free_port());
+    agent = Agent::start(agent_spec.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut elsewhere = registered.clone();
+    elsewhere.wg_port = free_port();
+    edges[1] = Edge::start(elsewhere)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let restarted = Instant::now();
+    wait_health(&cluster, &expect(&edges, &[]), SETTLE_TIMEOUT).await;
+    wait_origin_status(&cluster, TUNNEL_HOST, "degraded", &[&two]).await;
+    let version = state_version(&cluster).await;
+    wait_host_dns(&cluster, TUNNEL_HOST, &only_one, version, SETTLE_TIMEOUT).await;
+    eprintln!(
+        "edge 2 was out of the tunnel hostname's answer {:?} after it restarted",
+        restarted.elapsed()
+    );
+    wait_host_dns(&cluster, HOST, &both, version, SETTLE_TIMEOUT).await;
+
+    // The agent dies: no healthy edge reaches the origin, so the tunnel hostname answers with
+    // every healthy edge (fail open).
+    agent.kill9();
+    wait_origin_status(&cluster, TUNNEL_HOST, "unreachable", &[&one, &two]).await;
+    let version = state_version(&cluster).await;
+    wait_host_dns(&cluster, TUNNEL_HOST, &both, version, SETTLE_TIMEOUT).await;
+
+    // It comes back, and reaches edge 1 only.
+    agent.restart().await.unwrap_or_else(|e| panic!("{e}"));
+    wait_origin_status(&cluster, TUNNEL_HOST, "degraded", &[&two]).await;
+    let version = state_version(&cluster).await;
+    wait_host_dns(&cluster, TUNNEL_HOST, &only_one, version, SETTLE_TIMEOUT).await;
+
+    // Edge 2 listens on its registered port again: the agent reconnects by itself, and edge 2
+    // is back in the tunnel hostname's answer.
+    edges[1].kill9();
+    edges[1] = Edge::start(registered)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fixed = Instant::now();
+    wait_health(&cluster, &expect(&edges, &[]), SETTLE_TIMEOUT).await;
+    wait_origin_status(&cluster, TUNNEL_HOST, "reachable", &[]).await;
+    let version = state_version(&cluster).await;
+    wait_host_dns(&cluster, TUNNEL_HOST, &both, version, SETTLE_TIMEOUT).await;
+    eprintln!(
+        "edge 2 was back in the tunnel hostname's answer {:?} after it listened on its port again",
+        fixed.elapsed()
+    );
+    wait_host_dns(&cluster, HOST, &both, version, SETTLE_TIMEOUT).await;
 }

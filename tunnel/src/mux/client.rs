@@ -10,7 +10,7 @@ use h2::client::SendRequest;
 use http::{Method, Request, StatusCode, Uri};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{keepalive, MuxError, MuxSettings, MuxStream, ERROR_HEADER};
+use super::{keepalive, MuxError, MuxSettings, MuxStream, Probe, ERROR_HEADER};
 
 /// Handshakes as the HTTP/2 client over `io` (the agent's connection).
 ///
@@ -51,7 +51,7 @@ where
         let _mark_closed = mark_closed;
         tokio::select! {
             ended = connection => ended.map_err(MuxError::from),
-            timed_out = keepalive(ping_pong, ping_interval, ping_timeout) => Err(timed_out),
+            timed_out = keepalive(ping_pong, ping_interval, ping_timeout, Probe::default()) => Err(timed_out),
         }
     };
     let client = MuxClient {

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::{keepalive, MuxError, MuxSettings, MuxStream, ERROR_HEADER};
+use super::{keepalive, MuxError, MuxSettings, MuxStream, Probe, ERROR_HEADER};
 
 /// Which targets an agent may dial for the edge.
 ///
@@ -60,17 +60,25 @@ pub fn serve<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    serve_until(io, settings, policy, std::future::pending::<()>())
+    serve_until(
+        io,
+        settings,
+        policy,
+        std::future::pending::<()>(),
+        Probe::default(),
+    )
 }
 
-/// [`serve`] with a graceful shutdown: once `shutdown` completes, the agent sends GOAWAY (the
-/// edge opens no new stream here) and the future resolves when the streams already open have
-/// ended. Drop the future to stop at once.
+/// [`serve`] with a graceful shutdown and a [`Probe`]: once `shutdown` completes, the agent
+/// sends GOAWAY (the edge opens no new stream here) and the future resolves when the streams
+/// already open have ended. Drop the future to stop at once. `probe` asks for a keep-alive
+/// PING at once.
 pub fn serve_until<IO, S>(
     io: IO,
     settings: &MuxSettings,
     policy: Arc<dyn TargetPolicy>,
     shutdown: S,
+    probe: Probe,
 ) -> impl Future<Output = Result<(), MuxError>> + Send + 'static
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -86,7 +94,12 @@ where
         let ping_pong = connection
             .ping_pong()
             .ok_or(MuxError::InvalidSettings("h2 gave no ping handle"))?;
-        let keepalive = keepalive(ping_pong, settings.ping_interval, settings.ping_timeout);
+        let keepalive = keepalive(
+            ping_pong,
+            settings.ping_interval,
+            settings.ping_timeout,
+            probe,
+        );
         tokio::pin!(keepalive, shutdown);
 
         let permits = Arc::new(Semaphore::new(settings.max_concurrent_streams as usize));

@@ -367,6 +367,39 @@ async fn agent_fails_when_pings_go_unanswered() {
     assert!(matches!(ended, Err(MuxError::PingTimeout(_))), "{ended:?}");
 }
 
+/// The peer went silent (e.g. it restarted): a probe finds it out within the ping timeout,
+/// long before the next regular PING is due.
+#[tokio::test(start_paused = true)]
+async fn a_probe_pings_at_once() {
+    let settings = MuxSettings {
+        ping_interval: Duration::from_secs(3600),
+        ping_timeout: Duration::from_secs(1),
+        ..MuxSettings::default()
+    };
+    let (mut edge_io, agent_io) = tokio::io::duplex(DUPLEX_BUFFER);
+    edge_io
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("preface");
+    let probe = Probe::default();
+    let started = tokio::time::Instant::now();
+    let agent = tokio::spawn(serve_until(
+        agent_io,
+        &settings,
+        allow_all(),
+        std::future::pending(),
+        probe.clone(),
+    ));
+    probe.now();
+    let ended = within("serve", agent).await.expect("agent task");
+    assert!(matches!(ended, Err(MuxError::PingTimeout(_))), "{ended:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "found out after {:?}, not within the ping timeout",
+        started.elapsed()
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn answered_pings_keep_the_connection() {
     let settings = fast_pings();
@@ -464,9 +497,15 @@ async fn graceful_shutdown_lets_open_streams_finish() {
     let (edge_io, agent_io) = tokio::io::duplex(DUPLEX_BUFFER);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let settings = MuxSettings::default();
-    let agent = tokio::spawn(serve_until(agent_io, &settings, allow_all(), async {
-        let _ = stopped.await;
-    }));
+    let agent = tokio::spawn(serve_until(
+        agent_io,
+        &settings,
+        allow_all(),
+        async {
+            let _ = stopped.await;
+        },
+        Probe::default(),
+    ));
     let (client, driver) = client(edge_io, &settings).await.expect("handshake");
     let driver = tokio::spawn(driver);
     let stream = client.open(&target.to_string()).await.expect("open");
