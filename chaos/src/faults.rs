@@ -315,10 +315,13 @@ impl Injector<'_> {
             .join_replica_on(new_id, replica_ip(new_id), &url, &token)
             .await
             .map_err(|e| e.to_string())?;
-        self.put_back(joined);
         self.dep.removed.push(victim);
         self.targets.api.set(self.dep.member_urls());
-        self.dep.wait_voters(3, MEMBERSHIP_TIMEOUT).await
+        self.dep.wait_voters(3, MEMBERSHIP_TIMEOUT).await?;
+        // Asked for DNS once it is a voter, as resolvers would be: the zone's NS records name
+        // the members, and a member has caught up (a learner is promoted once it has).
+        self.put_back(joined);
+        Ok(())
     }
 
     /// A follower's data dir moved onto a tmpfs with no room left; after the hold, room again

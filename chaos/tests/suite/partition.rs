@@ -232,6 +232,7 @@ async fn term(cluster: &Cluster, i: usize) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_leader_is_replaced_and_catches_up_after_heal() {
+    let _alone = crate::ONE_DEPLOYMENT_AT_A_TIME.lock().await;
     let ips = addresses(76, 3);
     // Before the cluster, so that it is dropped after it (and on a panic, the table goes too).
     let mut net = partitions();

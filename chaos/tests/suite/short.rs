@@ -7,6 +7,7 @@ use kokoa_chaos::schedule::Mode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_short_chaos_run_finds_no_violation() {
+    let _alone = crate::ONE_DEPLOYMENT_AT_A_TIME.lock().await;
     let seed = std::env::var("KOKOA_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
