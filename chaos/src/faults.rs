@@ -449,9 +449,15 @@ fn free_bytes(dir: &Path) -> Result<u64, String> {
 pub struct Mounts(Vec<Tmpfs>);
 
 impl Mounts {
-    /// Moves `dir`'s files onto a new tmpfs mounted at `dir` (its size: what they take plus
-    /// 16 MiB); returns the path of the filler file to make.
+    /// Puts `dir` on a tmpfs with 16 MiB of room beyond what its files take: a new one its
+    /// files are moved onto, or the one it is on already (a replica whose disk filled up
+    /// before); returns the path of the filler file to make.
     pub fn move_onto_tmpfs(&mut self, dir: &Path) -> Result<PathBuf, String> {
+        if let Some(mounted) = self.0.iter().find(|t| t.dir() == dir) {
+            let size = dir_bytes(dir)? + 16 * 1024 * 1024;
+            mounted.resize(&size.to_string())?;
+            return Ok(dir.join("filler"));
+        }
         let saved = dir.with_extension("before-tmpfs");
         std::fs::rename(dir, &saved).map_err(|e| format!("moving {}: {e}", dir.display()))?;
         std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;

@@ -2,6 +2,11 @@
 //! a [`Dialer`] (direct TCP now; the tunnel plugs in behind the same trait). Also owns the
 //! request body the edge streams upstream (counted against the body limit), the upstream
 //! timeouts, and each origin's reachability (the last dial result) for `/health`.
+//!
+//! A request whose connection fails after it went out and before any answer is sent again, once,
+//! on a fresh connection, when it is idempotent and has no body (GET, HEAD, OPTIONS), as nginx's
+//! `proxy_next_upstream error` does: the connection may have gone through an agent that died
+//! (a fresh dial takes another agent of the origin) or been closed by the upstream.
 
 mod body;
 mod dial;
@@ -27,6 +32,47 @@ use pool::{Pool, Sender};
 
 /// How many pooled connections one request may find dead before it dials a fresh one.
 const MAX_STALE_RETRIES: usize = 3;
+
+/// Whether `error` is the connection's (closed or broken before an answer) rather than a bad
+/// answer or the client's body.
+fn is_connection_failure(error: &hyper::Error) -> bool {
+    error.is_incomplete_message()
+        || error.is_canceled()
+        || std::error::Error::source(error).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+/// What is needed to send a bodiless idempotent request again.
+struct Replay {
+    method: hyper::Method,
+    uri: hyper::Uri,
+    version: hyper::Version,
+    headers: hyper::HeaderMap,
+}
+
+impl Replay {
+    /// A copy of `req` if it may be sent again: GET, HEAD or OPTIONS, with an empty body.
+    fn of(req: &Request<RequestBody>) -> Option<Replay> {
+        let idempotent = matches!(
+            *req.method(),
+            hyper::Method::GET | hyper::Method::HEAD | hyper::Method::OPTIONS
+        );
+        (idempotent && req.body().is_empty()).then(|| Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+        })
+    }
+
+    fn request(self) -> Request<RequestBody> {
+        let mut req = Request::new(RequestBody::empty());
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers;
+        req
+    }
+}
 
 /// Upstream timeouts and pooling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,7 +249,9 @@ impl Upstreams {
         self.pool.sweep_if_due(now);
         let host = self.pool.host(backend);
         let mut stale = 0;
+        let mut replay = Replay::of(&req);
         loop {
+            // A request sent again goes on a fresh connection (`stale` is at its maximum).
             let idle = if stale < MAX_STALE_RETRIES {
                 host.take(now)
             } else {
@@ -230,6 +278,19 @@ impl Upstreams {
                         stale += 1;
                         req = unsent;
                     }
+                    // It went out, and the connection failed before an answer.
+                    None if is_connection_failure(e.error()) => match replay.take() {
+                        Some(again) => {
+                            tracing::info!(
+                                origin = %backend.origin,
+                                error = %e.error(),
+                                "the upstream connection failed before answering; sending the request again"
+                            );
+                            stale = MAX_STALE_RETRIES;
+                            req = again.request();
+                        }
+                        None => return Err(UpstreamError::from_exchange(e.into_error())),
+                    },
                     _ => return Err(UpstreamError::from_exchange(e.into_error())),
                 },
             }
@@ -442,6 +503,73 @@ mod tests {
             assert_eq!(body.to_bytes(), "ok");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    /// Accepts connections; the first `broken` ones read the request and close without an
+    /// answer, the others answer "ok". Counts the connections.
+    async fn breaking_upstream(broken: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+                if n >= broken {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                }
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_bodiless_idempotent_request_is_sent_again_once_when_its_connection_breaks() {
+        let (addr, accepted) = breaking_upstream(1).await;
+        let ups = upstreams(UpstreamSettings::default());
+        let b = backend(OriginKind::Direct, &addr.to_string());
+        let response = ups.send(&b, get()).await.expect("answered the second time");
+        let body = response.into_body().collect().await.expect("body");
+        assert_eq!(body.to_bytes(), "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+        // Only once: two broken connections in a row are the answer.
+        let (addr, accepted) = breaking_upstream(2).await;
+        let b = backend(OriginKind::Direct, &addr.to_string());
+        let failed = ups.send(&b, get()).await.expect_err("broken twice");
+        assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn other_requests_are_not_sent_again() {
+        let ups = upstreams(UpstreamSettings::default());
+        let post = || {
+            Request::builder()
+                .method("POST")
+                .uri("/")
+                .header("host", "a.example.com")
+                .body(RequestBody::empty())
+                .expect("request")
+        };
+        let with_body = || {
+            Request::builder()
+                .uri("/")
+                .header("host", "a.example.com")
+                .body(RequestBody::from_bytes("x"))
+                .expect("request")
+        };
+        for (what, req) in [("POST", post()), ("GET with a body", with_body())] {
+            let (addr, accepted) = breaking_upstream(1).await;
+            let b = backend(OriginKind::Direct, &addr.to_string());
+            let failed = ups.send(&b, req).await.expect_err(what);
+            assert_eq!(failed.status(), StatusCode::BAD_GATEWAY, "{what}");
+            assert_eq!(accepted.load(Ordering::SeqCst), 1, "{what} was sent again");
+        }
     }
 
     #[tokio::test]

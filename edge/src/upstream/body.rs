@@ -165,6 +165,15 @@ impl RequestBody {
         RequestBody::from_bytes(Bytes::new())
     }
 
+    /// Whether there is nothing to send, and nothing was sent.
+    pub(super) fn is_empty(&self) -> bool {
+        self.read == 0
+            && match &self.source {
+                Source::Bytes(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+                Source::Incoming(incoming) => incoming.is_end_stream(),
+            }
+    }
+
     /// Bytes read so far, shared; `None` for a body that was empty from the start.
     pub(super) fn progress(&self) -> Option<Arc<AtomicU64>> {
         self.progress.clone()
