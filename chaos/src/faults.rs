@@ -283,8 +283,7 @@ impl Injector<'_> {
         record.start_us = self.clock.now_us();
         self.dep.cluster.replica_mut(i).kill9();
         let data_dir = self.dep.cluster.replica(i).data_dir().to_path_buf();
-        std::fs::remove_dir_all(&data_dir)
-            .map_err(|e| format!("wiping {}: {e}", data_dir.display()))?;
+        wipe(&data_dir).map_err(|e| format!("wiping {}: {e}", data_dir.display()))?;
         let leader = self.dep.cluster.client(lead);
         try_wait_until_ok("removing the wiped replica", MEMBERSHIP_TIMEOUT, || async {
             let r = leader
@@ -483,6 +482,20 @@ impl Mounts {
             .ok_or_else(|| format!("no tmpfs at {}", dir.display()))?
             .resize("512m")
     }
+}
+
+/// Removes everything in `dir`, which stays (it may be a tmpfs mount point, from a disk that
+/// filled up earlier).
+fn wipe(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Bytes the files under `dir` take (`du -sb`).
