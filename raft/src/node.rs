@@ -191,6 +191,7 @@ impl RaftNode {
             .await
             .map_err(|e| RaftNodeError::Stopped(e.to_string()))?;
         let batcher = Batcher::start(raft.clone());
+        tokio::spawn(state.flush_when_idle());
         Ok(RaftNode {
             inner: Arc::new(Inner {
                 id: opts.id,
@@ -405,10 +406,13 @@ impl RaftNode {
         }
     }
 
-    /// Stops raft.
+    /// Stops raft, then makes the state durable, so that a restart starts where this stopped.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft().shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+        if let Err(e) = self.inner.state.flush().await {
+            tracing::warn!(error = %e, "cannot flush the state at shutdown");
         }
     }
 

@@ -4,8 +4,9 @@
 //! Each batch of entries is applied in one transaction together with the last applied log id and
 //! membership, so a crash never half-applies a batch. Like etcd's backend, most of these commits
 //! skip the fsync: the raft log is durable and replays whatever a crash took back; a durable
-//! commit follows at least every [`STATE_FLUSH_INTERVAL`], and every snapshot is durable, so the
-//! log is never purged past what the state has on disk. redb calls run on tokio's blocking pool. After every apply or install
+//! commit follows at least every [`STATE_FLUSH_INTERVAL`] (the next apply's, or, when none
+//! comes, an empty one from [`StateMachine::flush_when_idle`]), and every snapshot is durable, so
+//! the log is never purged past what the state has on disk. redb calls run on tokio's blocking pool. After every apply or install
 //! the new position is published on a watch channel, which the API uses to wait for its writes
 //! and the pulls will use to wake up.
 
@@ -21,7 +22,7 @@ use kokoa_store::{
 };
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftLogId, RaftSnapshotBuilder};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::types::{
     read_error, write_error, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
@@ -52,6 +53,8 @@ pub struct StateMachine {
     version: Arc<watch::Sender<u64>>,
     snapshot_seq: Arc<AtomicU64>,
     last_flush: Arc<Mutex<Instant>>,
+    /// Rung after an apply that skipped the fsync.
+    unflushed: Arc<Notify>,
     snapshot_file: SnapshotFile,
 }
 
@@ -89,6 +92,7 @@ impl StateMachine {
             position: Arc::new(watch::channel(position).0),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             last_flush: Arc::new(Mutex::new(Instant::now())),
+            unflushed: Arc::new(Notify::new()),
             snapshot_file: SnapshotFile::new(dir.join("snapshot.bin")),
         })
     }
@@ -116,6 +120,42 @@ impl StateMachine {
             *v = position.version;
             moved
         });
+    }
+
+    /// Makes the applies that skipped the fsync durable once [`STATE_FLUSH_INTERVAL`] has
+    /// passed without a durable commit, when no later apply did it. Runs until the state
+    /// database is dropped; spawn it once.
+    pub fn flush_when_idle(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let unflushed = self.unflushed.clone();
+        let last_flush = self.last_flush.clone();
+        let db = Arc::downgrade(&self.db);
+        async move {
+            loop {
+                unflushed.notified().await;
+                tokio::time::sleep(STATE_FLUSH_INTERVAL).await;
+                let Some(db) = db.upgrade() else { return };
+                let due = {
+                    let mut last = last_flush.lock().unwrap_or_else(|p| p.into_inner());
+                    let due = last.elapsed() >= STATE_FLUSH_INTERVAL;
+                    if due {
+                        *last = Instant::now();
+                    }
+                    due
+                };
+                if due {
+                    match tokio::task::spawn_blocking(move || db.flush()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!(error = %e, "cannot flush the state"),
+                        Err(e) => tracing::warn!(error = %e, "state flush task failed"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes every apply so far durable (at shutdown: a restart then starts where this stopped).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.blocking(|db| db.flush()).await
     }
 
     /// Whether the next apply should be a durable commit, and if so restarts the interval.
@@ -215,6 +255,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(write_error)?;
         if let Some(m) = membership {
             self.set_membership(m);
+        }
+        if !durable {
+            self.unflushed.notify_one();
         }
         let auth_epoch = if touches_tokens {
             last.index
