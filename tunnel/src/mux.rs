@@ -170,6 +170,10 @@ pub enum MuxError {
     H2(#[from] h2::Error),
 }
 
+/// How long an unanswered PING may still take once a [`Probe`] comes (the peer has just shown it
+/// is alive, so the answer only waits for a round trip and whatever is queued before it).
+const PROBE_GRACE: Duration = Duration::from_secs(2);
+
 /// Asks a connection's keep-alive for a PING now rather than at the next interval, when
 /// something suggests the peer may have lost the connection. Cheap to clone; a request made
 /// while no PING is due is kept until the next wait.
@@ -200,13 +204,29 @@ async fn keepalive(
             () = tokio::time::sleep(interval) => {}
             () = probe.0.notified() => tracing::debug!("probing the connection"),
         }
-        match tokio::time::timeout(timeout, ping_pong.ping(Ping::opaque())).await {
-            Ok(Ok(_pong)) => {}
-            Ok(Err(error)) => {
-                tracing::trace!(%error, "ping failed; the connection reports why");
-                return std::future::pending().await;
+        let pong = ping_pong.ping(Ping::opaque());
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(pong, deadline);
+        loop {
+            tokio::select! {
+                answered = &mut pong => match answered {
+                    Ok(_pong) => break,
+                    Err(error) => {
+                        tracing::trace!(%error, "ping failed; the connection reports why");
+                        return std::future::pending().await;
+                    }
+                },
+                () = &mut deadline => return MuxError::PingTimeout(timeout),
+                // A PING is out already (only one may be): a peer that just showed it is alive
+                // answers it within a round trip, or the connection is gone.
+                () = probe.0.notified() => {
+                    let sooner = tokio::time::Instant::now() + PROBE_GRACE;
+                    if sooner < deadline.deadline() {
+                        tracing::debug!("probed while a ping is unanswered: waiting {PROBE_GRACE:?} more at most");
+                        deadline.as_mut().reset(sooner);
+                    }
+                }
             }
-            Err(_elapsed) => return MuxError::PingTimeout(timeout),
         }
     }
 }

@@ -400,6 +400,42 @@ async fn a_probe_pings_at_once() {
     );
 }
 
+/// A probe while a PING is already out (sent while the peer was away) cuts its wait short: the
+/// connection is given up within the grace, not the whole ping timeout.
+#[tokio::test(start_paused = true)]
+async fn a_probe_shortens_the_wait_for_an_unanswered_ping() {
+    let settings = MuxSettings {
+        ping_interval: Duration::from_secs(1),
+        ping_timeout: Duration::from_secs(3600),
+        ..MuxSettings::default()
+    };
+    let (mut edge_io, agent_io) = tokio::io::duplex(DUPLEX_BUFFER);
+    edge_io
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("preface");
+    let probe = Probe::default();
+    let agent = tokio::spawn(serve_until(
+        agent_io,
+        &settings,
+        allow_all(),
+        std::future::pending(),
+        probe.clone(),
+    ));
+    // The first PING goes out after a second and is never answered.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!agent.is_finished());
+    let probed = tokio::time::Instant::now();
+    probe.now();
+    let ended = within("serve", agent).await.expect("agent task");
+    assert!(matches!(ended, Err(MuxError::PingTimeout(_))), "{ended:?}");
+    assert!(
+        probed.elapsed() <= PROBE_GRACE + Duration::from_millis(100),
+        "given up {:?} after the probe",
+        probed.elapsed()
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn answered_pings_keep_the_connection() {
     let settings = fast_pings();
