@@ -374,31 +374,58 @@ impl Report {
     }
 }
 
-/// The report lines every peer benchmark ends its header with: the load average over the run,
-/// a warning naming what was busy at the start, and the run's notes.
-pub fn write_load_and_notes(
-    out: &mut String,
-    load_start: Option<&str>,
-    load_end: Option<&str>,
-    busy_at_start: &[String],
-    notes: &[String],
-) {
-    let busy = if busy_at_start.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; WARNING: running at the start (figures skewed): {}",
-            busy_at_start.join(" ")
-        )
-    };
-    let _ = writeln!(
-        out,
-        "load average {} → {}{busy}",
-        load_start.unwrap_or("-"),
-        load_end.unwrap_or("-"),
-    );
-    for note in notes {
-        let _ = writeln!(out, "NOTE: {note}");
+/// The host's load around a peer benchmark's run, to read its figures against (flattened into
+/// each report's machine section).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostLoad {
+    pub load_average_start: Option<String>,
+    pub load_average_end: Option<String>,
+    /// Compilers or benchmarks found running at the start (they skew every figure).
+    pub busy_at_start: Vec<String>,
+}
+
+impl HostLoad {
+    /// The load average and what is running now; a progress note warns when something busy is.
+    pub fn at_start() -> HostLoad {
+        let load = HostLoad {
+            load_average_start: crate::host::load_average(),
+            load_average_end: None,
+            busy_at_start: crate::edge::procs::busy_processes(),
+        };
+        if !load.busy_at_start.is_empty() {
+            crate::note!(
+                "WARNING: {} running: figures will be skewed",
+                load.busy_at_start.join(" ")
+            );
+        }
+        load
+    }
+
+    /// Records the load average at the end of the run.
+    pub fn finish(&mut self) {
+        self.load_average_end = crate::host::load_average();
+    }
+
+    /// The report lines a peer benchmark ends its header with: the load average over the run,
+    /// a warning naming what was busy at the start, and the run's notes.
+    pub fn write_with_notes(&self, out: &mut String, notes: &[String]) {
+        let busy = if self.busy_at_start.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; WARNING: running at the start (figures skewed): {}",
+                self.busy_at_start.join(" ")
+            )
+        };
+        let _ = writeln!(
+            out,
+            "load average {} → {}{busy}",
+            self.load_average_start.as_deref().unwrap_or("-"),
+            self.load_average_end.as_deref().unwrap_or("-"),
+        );
+        for note in notes {
+            let _ = writeln!(out, "NOTE: {note}");
+        }
     }
 }
 

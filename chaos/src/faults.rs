@@ -48,6 +48,14 @@ pub struct FaultRecord {
     pub http_failed: u64,
 }
 
+impl FaultRecord {
+    /// Whether an operation from `start_us` to `end_us` ran while this fault was on (from its
+    /// start until the deployment settled).
+    pub fn overlaps(&self, start_us: u64, end_us: u64) -> bool {
+        start_us <= self.settled_us && end_us >= self.start_us
+    }
+}
+
 /// Injects faults into a deployment.
 #[derive(Debug)]
 pub struct Injector<'a> {

@@ -365,7 +365,7 @@ fn check_availability(
         let mut during = Vec::new();
         let mut data_plane_fault = false;
         for f in faults.iter_mut() {
-            if sample.start_us <= f.settled_us && sample.end_us >= f.start_us {
+            if f.overlaps(sample.start_us, sample.end_us) {
                 f.http_failed += u64::from(!sample.ok);
                 during.push(format!("{:?}", f.kind));
                 data_plane_fault |= !f.kind.is_control_plane();
@@ -393,7 +393,7 @@ fn check_availability(
         if !sample.ok && failures.len() < FAILURES_SHOWN {
             let during: Vec<String> = faults
                 .iter()
-                .filter(|f| sample.start_us <= f.settled_us && sample.end_us >= f.start_us)
+                .filter(|f| f.overlaps(sample.start_us, sample.end_us))
                 .map(|f| format!("{:?}", f.kind))
                 .collect();
             failures.push(describe_failure(

@@ -1,6 +1,6 @@
-//! Keeps a `DnsService` in step with the replica's applied state: on every new state version
-//! (the store's version watch) it reads the state on a blocking thread, builds a `ZoneSnapshot`
-//! and publishes it.
+//! Serves the DNS from the replica's applied state: a `DnsService` kept in step with it (on
+//! every new state version, from the store's version watch, the state is read on a blocking
+//! thread, a `ZoneSnapshot` built and published) behind the listeners.
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::DnsService;
+use crate::listener::DnsListeners;
 use crate::snapshot::{StateView, ZoneSnapshot};
 
 /// Reads what the DNS answers from, in one consistent read.
@@ -28,7 +29,7 @@ pub fn read_view(state: &StateDb) -> Result<StateView, StoreError> {
 }
 
 /// Builds the snapshot of the state as it is now and publishes it.
-pub async fn publish_current(state: &Arc<StateDb>, service: &DnsService) {
+async fn publish_current(state: &Arc<StateDb>, service: &DnsService) {
     let db = state.clone();
     match tokio::task::spawn_blocking(move || read_view(&db)).await {
         Ok(Ok(view)) => {
@@ -41,19 +42,28 @@ pub async fn publish_current(state: &Arc<StateDb>, service: &DnsService) {
     }
 }
 
-/// Rebuilds and publishes the snapshot whenever `versions` changes, until `shutdown`.
-pub async fn follow_state(
+/// Answers on `listeners` from `state` until `shutdown`: the first snapshot is published before
+/// the first query is read (a restarted replica answers from the state it has at once, never
+/// REFUSED for want of zones; queries wait in the sockets meanwhile), then a new one whenever
+/// `versions` changes.
+pub async fn serve_state(
+    listeners: DnsListeners,
     state: Arc<StateDb>,
     mut versions: watch::Receiver<u64>,
-    service: DnsService,
     shutdown: CancellationToken,
 ) {
-    loop {
-        versions.borrow_and_update();
-        publish_current(&state, &service).await;
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            changed = versions.changed() => if changed.is_err() { return },
+    let service = DnsService::new();
+    versions.borrow_and_update();
+    publish_current(&state, &service).await;
+    let follow = async {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = versions.changed() => if changed.is_err() { return },
+            }
+            versions.borrow_and_update();
+            publish_current(&state, &service).await;
         }
-    }
+    };
+    tokio::join!(follow, listeners.serve(service.clone(), shutdown.clone()));
 }

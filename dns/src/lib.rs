@@ -6,7 +6,8 @@
 //!   reach the route's tunnel origin, failing open; static records), and the lookup rules over it.
 //! - [`handler`]: `SnapshotZone`, the hickory `ZoneHandler` of one zone, reading the snapshot.
 //! - [`catalog`]: `DnsService`, the swapped snapshot and hickory `Catalog` (a `RequestHandler`).
-//! - [`feed`]: `follow_state`, which republishes the snapshot on every state version.
+//! - [`feed`]: `serve_state`, which answers once the first snapshot is in and republishes it on
+//!   every state version.
 //! - [`listener`]: `DnsListeners`, UDP (`SO_REUSEPORT`, one socket per core) and TCP sockets.
 //!
 //! hickory's `Catalog` and `Server` do the protocol work: REFUSED outside the zones, EDNS,
@@ -21,6 +22,6 @@ pub mod snapshot;
 
 pub use catalog::DnsService;
 pub use error::DnsError;
-pub use feed::{follow_state, publish_current, read_view};
+pub use feed::{read_view, serve_state};
 pub use listener::DnsListeners;
 pub use snapshot::{Answer, StateView, ZoneSnapshot};

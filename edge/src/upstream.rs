@@ -481,20 +481,7 @@ mod tests {
     async fn a_connection_the_upstream_closed_is_not_reused() {
         // Answers one request per connection with keep-alive, then closes it anyway (as an
         // upstream's idle timeout would).
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                let mut buf = [0u8; 1024];
-                let _ = stream.read(&mut buf).await;
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-            }
-        });
+        let (addr, accepted) = breaking_upstream(0).await;
         let ups = upstreams(UpstreamSettings::default());
         let b = backend(OriginKind::Direct, &addr.to_string());
         for _ in 0..3 {
@@ -506,7 +493,7 @@ mod tests {
     }
 
     /// Accepts connections; the first `broken` ones read the request and close without an
-    /// answer, the others answer "ok". Counts the connections.
+    /// answer, the others answer "ok" (keep-alive) and close. Counts the connections.
     async fn breaking_upstream(broken: usize) -> (SocketAddr, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -137,17 +137,22 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         children.push(cmd.spawn().context("cannot start a replica")?);
     }
 
-    let api = |i: usize| format!("http://127.0.0.1:{}", layout.api_ports[i]);
-    let first = api(0);
+    let urls: Vec<String> = (0..REPLICAS as usize)
+        .map(|i| format!("http://127.0.0.1:{}", layout.api_ports[i]))
+        .collect();
+    let admin = ApiClient::new(&ApiArgs {
+        server: urls[0].clone(),
+        token: Some(admin_token.clone()),
+        json: true,
+    })?;
     let result = tokio::select! {
-        r = wait_for_cluster(&first, &admin_token, &mut children, dir) => r,
+        r = wait_for_cluster(&admin, &mut children, dir) => r,
         _ = shutdown.cancelled() => Ok(()),
     };
     let result = match result {
         Ok(()) if !shutdown.is_cancelled() => {
-            let urls: Vec<String> = (0..REPLICAS as usize).map(api).collect();
             tokio::select! {
-                r = start_edge(&exe, dir, &layout, &urls, &admin_token, &mut children) => r,
+                r = start_edge(&exe, dir, &layout, &urls, &admin, &mut children) => r,
                 _ = shutdown.cancelled() => Ok(()),
             }
         }
@@ -159,9 +164,8 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         Ok(()) if !shutdown.is_cancelled() => match app::bind(app_addr, shutdown.clone()).await {
             Ok((_, serve)) => {
                 app_server = Some(tokio::spawn(serve));
-                let urls: Vec<String> = (0..REPLICAS as usize).map(api).collect();
                 tokio::select! {
-                    r = start_agent(&exe, dir, app_addr, &urls, &admin_token, &mut children) => r,
+                    r = start_agent(&exe, dir, app_addr, &urls, &admin, &mut children) => r,
                     _ = shutdown.cancelled() => Ok(()),
                 }
             }
@@ -180,11 +184,10 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             println!(
                 "Kokoa dev: a 3-replica control plane, an edge and an agent are running on loopback."
             );
-            for i in 0..REPLICAS as usize {
+            for (i, url) in urls.iter().enumerate() {
                 println!(
-                    "  replica {}: {}   (log: {})",
+                    "  replica {}: {url}   (log: {})",
                     i + 1,
-                    api(i),
                     dir.join(format!("replica-{}.log", i + 1)).display()
                 );
             }
@@ -206,7 +209,7 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             println!();
             println!(
                 "Web UI: open {} and sign in with the admin token below; or through the edge:",
-                api(0)
+                urls[0]
             );
             println!(
                 "  https://{DEMO_HOST}:{edge_https}/  (a self-signed certificate: accept it, or"
@@ -216,7 +219,10 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
             );
             println!();
             println!("Use it from another terminal:");
-            println!("  export KOKOA_SERVER={} KOKOA_TOKEN={admin_token}", api(0));
+            println!(
+                "  export KOKOA_SERVER={} KOKOA_TOKEN={admin_token}",
+                urls[0]
+            );
             println!("  kokoa cluster status");
             println!("  kokoa origin add lab --kind direct");
             println!("  kokoa route add app.example.com --origin lab --target localhost:8080");
@@ -248,16 +254,10 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
 }
 
 async fn wait_for_cluster(
-    url: &str,
-    token: &str,
+    client: &ApiClient,
     children: &mut [Child],
     dir: &Path,
 ) -> anyhow::Result<()> {
-    let client = ApiClient::new(&ApiArgs {
-        server: url.to_string(),
-        token: Some(token.to_string()),
-        json: true,
-    })?;
     let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(st) = client.get("/api/v1/cluster").await {
@@ -319,14 +319,9 @@ async fn start_edge(
     dir: &Path,
     layout: &DevLayout,
     urls: &[String],
-    admin_token: &str,
+    client: &ApiClient,
     children: &mut Vec<Child>,
 ) -> anyhow::Result<()> {
-    let client = ApiClient::new(&ApiArgs {
-        server: urls[0].clone(),
-        token: Some(admin_token.to_string()),
-        json: true,
-    })?;
     let edge_dir = dir.join("edge");
     let first_run = !edge_dir.join("registration.json").exists();
     let bootstrap = if first_run {
@@ -418,14 +413,9 @@ async fn start_agent(
     dir: &Path,
     app: SocketAddr,
     urls: &[String],
-    admin_token: &str,
+    client: &ApiClient,
     children: &mut Vec<Child>,
 ) -> anyhow::Result<()> {
-    let client = ApiClient::new(&ApiArgs {
-        server: urls[0].clone(),
-        token: Some(admin_token.to_string()),
-        json: true,
-    })?;
     let origins = client.get("/api/v1/origins").await?;
     let known = origins["items"]
         .as_array()

@@ -142,9 +142,8 @@ pub async fn run(args: ServerArgs, shutdown: CancellationToken) -> anyhow::Resul
     outcome
 }
 
-/// Binds the DNS sockets (one UDP socket per core) and starts answering from the local state:
-/// only once its first snapshot is published, so that a restarted replica answers from the
-/// state it has at once rather than REFUSED while it has none (queries wait in the sockets).
+/// Binds the DNS sockets (one UDP socket per core) and starts answering from the local state
+/// (once its first snapshot is in: `kokoa_dns::serve_state`).
 fn start_dns(
     addr: SocketAddr,
     node: &RaftNode,
@@ -154,17 +153,12 @@ fn start_dns(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let listeners = kokoa_dns::DnsListeners::bind(addr, cores).context("--dns-listen")?;
     let bound = listeners.local_addr();
-    let service = kokoa_dns::DnsService::new();
-    let state = node.state().clone();
-    let versions = node.version_watch();
-    let shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        kokoa_dns::publish_current(&state, &service).await;
-        tokio::join!(
-            kokoa_dns::follow_state(state, versions, service.clone(), shutdown.clone()),
-            listeners.serve(service, shutdown),
-        );
-    });
+    tasks.spawn(kokoa_dns::serve_state(
+        listeners,
+        node.state().clone(),
+        node.version_watch(),
+        shutdown.clone(),
+    ));
     Ok(bound)
 }
 

@@ -1,6 +1,6 @@
 //! Two tunnels on loopback talking to each other: handshakes, TCP both ways, isolation.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,29 +14,38 @@ pub(crate) const B_IP: Ipv4Addr = Ipv4Addr::new(100, 96, 0, 2);
 /// Tunnel `a` (the "edge", no endpoint for its peer) and `b` (the "agent", which knows `a`'s
 /// address and keeps the tunnel alive).
 pub(crate) async fn pair() -> (Tunnel, Tunnel) {
-    let ka = StaticSecret::random_from_rng(rand::rngs::OsRng);
-    let kb = StaticSecret::random_from_rng(rand::rngs::OsRng);
-    let (pa, pb) = (PublicKey::from(&ka), PublicKey::from(&kb));
-    let local = "127.0.0.1:0".parse().expect("addr");
-    let a = Tunnel::bind(TunnelConfig::new(local, ka, A_IP))
-        .await
-        .expect("bind a");
-    let b = Tunnel::bind(TunnelConfig::new(local, kb, B_IP))
-        .await
-        .expect("bind b");
+    let (a, b) = bind_pair().await;
+    peer_pair(&a, &b, None, a.local_addr());
+    (a, b)
+}
+
+/// Tunnels `a` (at [`A_IP`]) and `b` (at [`B_IP`]) on loopback with fresh keys, not peered yet.
+async fn bind_pair() -> (Tunnel, Tunnel) {
+    async fn bind(ip: Ipv4Addr) -> Tunnel {
+        let key = StaticSecret::random_from_rng(rand::rngs::OsRng);
+        let local = "127.0.0.1:0".parse().expect("addr");
+        Tunnel::bind(TunnelConfig::new(local, key, ip))
+            .await
+            .unwrap_or_else(|e| panic!("bind {ip}: {e}"))
+    }
+    (bind(A_IP).await, bind(B_IP).await)
+}
+
+/// Makes `a` and `b` peers: `a` sends to `b` at `b_from_a` (or where it last heard from it),
+/// `b` sends to `a` at `a_from_b` and keeps the tunnel alive.
+fn peer_pair(a: &Tunnel, b: &Tunnel, b_from_a: Option<SocketAddr>, a_from_b: SocketAddr) {
     a.set_peers(vec![PeerConfig {
-        public_key: pb,
-        endpoint: None,
+        public_key: b.public_key(),
+        endpoint: b_from_a,
         allowed_ip: B_IP,
         keepalive: None,
     }]);
     b.set_peers(vec![PeerConfig {
-        public_key: pa,
-        endpoint: Some(a.local_addr()),
+        public_key: a.public_key(),
+        endpoint: Some(a_from_b),
         allowed_ip: A_IP,
         keepalive: Some(25),
     }]);
-    (a, b)
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -232,16 +241,8 @@ async fn garbage_replays_forgeries_and_handshake_floods_are_dropped() {
     use std::sync::{Arc, Mutex};
 
     // a <- relay <- b: the relay records b's datagrams so they can be replayed.
-    let ka = StaticSecret::random_from_rng(rand::rngs::OsRng);
-    let kb = StaticSecret::random_from_rng(rand::rngs::OsRng);
-    let (pa, pb) = (PublicKey::from(&ka), PublicKey::from(&kb));
-    let local = "127.0.0.1:0".parse().expect("addr");
-    let a = Tunnel::bind(TunnelConfig::new(local, ka, A_IP))
-        .await
-        .expect("a");
-    let b = Tunnel::bind(TunnelConfig::new(local, kb, B_IP))
-        .await
-        .expect("b");
+    let (a, b) = bind_pair().await;
+    let pa = a.public_key();
     let relay = Arc::new(
         tokio::net::UdpSocket::bind("127.0.0.1:0")
             .await
@@ -269,18 +270,8 @@ async fn garbage_replays_forgeries_and_handshake_floods_are_dropped() {
             }
         });
     }
-    a.set_peers(vec![PeerConfig {
-        public_key: pb,
-        endpoint: Some(relay.local_addr().expect("addr")),
-        allowed_ip: B_IP,
-        keepalive: None,
-    }]);
-    b.set_peers(vec![PeerConfig {
-        public_key: pa,
-        endpoint: Some(relay.local_addr().expect("addr")),
-        allowed_ip: A_IP,
-        keepalive: Some(25),
-    }]);
+    let relay_addr = relay.local_addr().expect("addr");
+    peer_pair(&a, &b, Some(relay_addr), relay_addr);
     let mut listener = a.listen(7000).expect("listen");
     tokio::spawn(async move {
         while let Some((_, mut s)) = listener.accept().await {

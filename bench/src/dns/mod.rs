@@ -38,6 +38,7 @@ use anyhow::Context;
 use crate::edge::procs::{self, TreeSnap};
 use crate::host::{self, CpuSnap};
 use crate::note;
+use crate::report::HostLoad;
 pub use cli::DnsArgs;
 use dnsperf::DnsperfOutput;
 use report::{DnsReport, LatencyRow, Machine, RunRow, Server, Settings};
@@ -121,21 +122,19 @@ pub async fn run(args: DnsArgs) -> anyhow::Result<DnsReport> {
             dnsperf_version: dnsperf::version()?,
             kokoa_bin: kokoa_tests::kokoa_bin().display().to_string(),
             kokoa_log: std::env::var("KOKOA_LOG").ok(),
-            load_average_start: host::load_average(),
-            busy_at_start: procs::busy_processes(),
+            load: HostLoad::at_start(),
             ..Machine::default()
         },
         ..DnsReport::default()
     };
-    if !report.machine.busy_at_start.is_empty() {
-        note!(
-            "WARNING: {} running: figures will be skewed",
-            report.machine.busy_at_start.join(" ")
-        );
-    }
     note!(
         "load average at start: {}",
-        report.machine.load_average_start.as_deref().unwrap_or("-")
+        report
+            .machine
+            .load
+            .load_average_start
+            .as_deref()
+            .unwrap_or("-")
     );
     let work = tempfile::Builder::new()
         .prefix("kokoa-dns-bench-")
@@ -193,7 +192,7 @@ pub async fn run(args: DnsArgs) -> anyhow::Result<DnsReport> {
         note!("benchmark failed: {error:#}");
         kokoa.cluster.dump_logs();
     }
-    report.machine.load_average_end = host::load_average();
+    report.machine.load.finish();
     drop(knot);
     drop(nsd);
     drop(kokoa);

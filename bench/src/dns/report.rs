@@ -133,9 +133,8 @@ pub struct Machine {
     pub kokoa_bin: String,
     /// `KOKOA_LOG` passed on to the replica (its log filter), if set.
     pub kokoa_log: Option<String>,
-    pub load_average_start: Option<String>,
-    pub load_average_end: Option<String>,
-    pub busy_at_start: Vec<String>,
+    #[serde(flatten)]
+    pub load: crate::report::HostLoad,
     pub response_bytes: Vec<(Server, Option<u32>)>,
 }
 
@@ -249,13 +248,7 @@ impl DnsReport {
             "dnsperf {}: {} -l ...; median (min–max) of {} runs, alternating kokoa, nsd, knot",
             m.dnsperf_version, s.dnsperf, s.runs
         );
-        crate::report::write_load_and_notes(
-            &mut out,
-            m.load_average_start.as_deref(),
-            m.load_average_end.as_deref(),
-            &m.busy_at_start,
-            &self.notes,
-        );
+        m.load.write_with_notes(&mut out, &self.notes);
 
         let _ = writeln!(
             out,

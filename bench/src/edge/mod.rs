@@ -41,6 +41,7 @@ use anyhow::Context;
 
 use crate::host::{self, CpuSnap};
 use crate::note;
+use crate::report::HostLoad;
 pub use cli::{EdgeArgs, Scenario, WrkLoad};
 use kokoa::KokoaSide;
 use nginx::{Nginx, Role};
@@ -132,14 +133,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<EdgeReport> {
     let mut report = EdgeReport::new(&args, load);
     report.machine.nginx_version = nginx::version()?;
     report.machine.wrk_version = wrk_version()?;
-    report.machine.busy_at_start = procs::busy_processes();
-    report.machine.load_average_start = host::load_average();
-    if !report.machine.busy_at_start.is_empty() {
-        note!(
-            "WARNING: {} running: figures will be skewed",
-            report.machine.busy_at_start.join(" ")
-        );
-    }
+    report.machine.load = HostLoad::at_start();
     let quiet = CpuSnap::now();
     tokio::time::sleep(QUIET_CHECK).await;
     report.machine.busy_pct_before = quiet.and_then(|snap| snap.busy_pct_since());
@@ -155,7 +149,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<EdgeReport> {
 
     let mut bench = start(&args, load, &mut report).await?;
     let outcome = measure(&args, load, &mut bench, &mut report).await;
-    report.machine.load_average_end = host::load_average();
+    report.machine.load.finish();
     if let Some(kokoa) = &bench.kokoa {
         report.machine.replica_rss_kib = kokoa
             .replica_pid()

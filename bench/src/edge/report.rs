@@ -89,12 +89,10 @@ pub struct Machine {
     pub edge_listening: Option<String>,
     /// The control-plane replica's RSS after the run, KiB (not counted in Kokoa's RSS).
     pub replica_rss_kib: Option<u64>,
-    /// Compilers or benchmarks found running at the start (they skew every figure).
-    pub busy_at_start: Vec<String>,
     /// How busy the whole box was over 2 s before anything started, %.
     pub busy_pct_before: Option<f64>,
-    pub load_average_start: Option<String>,
-    pub load_average_end: Option<String>,
+    #[serde(flatten)]
+    pub load: crate::report::HostLoad,
 }
 
 /// One wrk run against one proxy.
@@ -418,11 +416,11 @@ impl EdgeReport {
                 s.kokoa_server_args, s.kokoa_edge_args
             );
         }
-        if !m.busy_at_start.is_empty() {
+        if !m.load.busy_at_start.is_empty() {
             let _ = writeln!(
                 out,
                 "WARNING: running at the start (figures are skewed): {}",
-                m.busy_at_start.join(" ")
+                m.load.busy_at_start.join(" ")
             );
         }
         if let Some(busy) = m.busy_pct_before {
@@ -434,8 +432,8 @@ impl EdgeReport {
             let _ = writeln!(
                 out,
                 "box busy before the run: {busy:.0}% ({verdict}); load average {} → {}",
-                m.load_average_start.as_deref().unwrap_or("-"),
-                m.load_average_end.as_deref().unwrap_or("-")
+                m.load.load_average_start.as_deref().unwrap_or("-"),
+                m.load.load_average_end.as_deref().unwrap_or("-")
             );
         }
         for note in &self.notes {

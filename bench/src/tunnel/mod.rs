@@ -33,9 +33,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::edge::procs::{self, TreeSnap};
-use crate::host::{self, CpuSnap};
+use crate::edge::procs::TreeSnap;
+use crate::host::CpuSnap;
 use crate::note;
+use crate::report::HostLoad;
 pub use cli::TunnelArgs;
 use kokoa::KokoaSide;
 use peer::WgPair;
@@ -70,18 +71,11 @@ pub async fn run(args: TunnelArgs) -> anyhow::Result<TunnelReport> {
         machine: Machine {
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             kokoa_log: std::env::var("KOKOA_LOG").ok(),
-            load_average_start: host::load_average(),
-            busy_at_start: procs::busy_processes(),
+            load: HostLoad::at_start(),
             ..Machine::default()
         },
         ..TunnelReport::default()
     };
-    if !report.machine.busy_at_start.is_empty() {
-        note!(
-            "WARNING: {} running: figures will be skewed",
-            report.machine.busy_at_start.join(" ")
-        );
-    }
     let mut bench = Bench {
         wg: None,
         kokoa: None,
@@ -118,7 +112,7 @@ pub async fn run(args: TunnelArgs) -> anyhow::Result<TunnelReport> {
             note!("{}", kokoa.log_tails());
         }
     }
-    report.machine.load_average_end = host::load_average();
+    report.machine.load.finish();
     drop(bench);
     note!("stopped every process it started");
     report.finish();

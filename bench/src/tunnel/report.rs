@@ -156,9 +156,8 @@ pub struct Machine {
     pub kokoa_log: Option<String>,
     /// `veth=1500 wg=1420`.
     pub wireguard_go_mtus: Option<String>,
-    pub load_average_start: Option<String>,
-    pub load_average_end: Option<String>,
-    pub busy_at_start: Vec<String>,
+    #[serde(flatten)]
+    pub load: crate::report::HostLoad,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -262,13 +261,7 @@ impl TunnelReport {
             m.kokoa_bin.as_deref().unwrap_or("-"),
             m.kokoa_log.as_deref().unwrap_or("unset: default filter")
         );
-        crate::report::write_load_and_notes(
-            &mut out,
-            m.load_average_start.as_deref(),
-            m.load_average_end.as_deref(),
-            &m.busy_at_start,
-            &self.notes,
-        );
+        m.load.write_with_notes(&mut out, &self.notes);
         if !self.summaries.is_empty() {
             let _ = writeln!(
                 out,

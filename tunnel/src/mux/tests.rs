@@ -354,16 +354,46 @@ async fn client_driver_fails_when_pings_go_unanswered() {
     assert!(client.is_closed());
 }
 
-#[tokio::test(start_paused = true)]
-async fn agent_fails_when_pings_go_unanswered() {
-    let settings = fast_pings();
+/// An agent serving an edge that sent a client preface and an empty SETTINGS frame, then
+/// never answers; the edge's end of the connection, to watch what the agent sends.
+async fn agent_with_silent_edge(
+    settings: &MuxSettings,
+    probe: &Probe,
+) -> (DuplexStream, JoinHandle<Result<(), MuxError>>) {
     let (mut edge_io, agent_io) = tokio::io::duplex(DUPLEX_BUFFER);
-    // A client preface and an empty SETTINGS frame, then silence.
     edge_io
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .await
         .expect("preface");
-    let ended = within("serve", serve(agent_io, &settings, allow_all())).await;
+    let agent = tokio::spawn(serve_until(
+        agent_io,
+        settings,
+        allow_all(),
+        std::future::pending(),
+        probe.clone(),
+    ));
+    (edge_io, agent)
+}
+
+/// Reads HTTP/2 frames from `io` until the first PING.
+async fn next_ping(io: &mut DuplexStream) {
+    const PING: u8 = 0x6;
+    loop {
+        let mut header = [0u8; 9];
+        io.read_exact(&mut header).await.expect("a frame header");
+        let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        io.read_exact(&mut payload).await.expect("a frame payload");
+        if header[3] == PING {
+            return;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn agent_fails_when_pings_go_unanswered() {
+    let (_edge_io, agent) = agent_with_silent_edge(&fast_pings(), &Probe::default()).await;
+    let ended = within("serve", agent).await.expect("agent task");
     assert!(matches!(ended, Err(MuxError::PingTimeout(_))), "{ended:?}");
 }
 
@@ -376,20 +406,9 @@ async fn a_probe_pings_at_once() {
         ping_timeout: Duration::from_secs(1),
         ..MuxSettings::default()
     };
-    let (mut edge_io, agent_io) = tokio::io::duplex(DUPLEX_BUFFER);
-    edge_io
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .await
-        .expect("preface");
     let probe = Probe::default();
     let started = tokio::time::Instant::now();
-    let agent = tokio::spawn(serve_until(
-        agent_io,
-        &settings,
-        allow_all(),
-        std::future::pending(),
-        probe.clone(),
-    ));
+    let (_edge_io, agent) = agent_with_silent_edge(&settings, &probe).await;
     probe.now();
     let ended = within("serve", agent).await.expect("agent task");
     assert!(matches!(ended, Err(MuxError::PingTimeout(_))), "{ended:?}");
@@ -409,21 +428,10 @@ async fn a_probe_shortens_the_wait_for_an_unanswered_ping() {
         ping_timeout: Duration::from_secs(3600),
         ..MuxSettings::default()
     };
-    let (mut edge_io, agent_io) = tokio::io::duplex(DUPLEX_BUFFER);
-    edge_io
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .await
-        .expect("preface");
     let probe = Probe::default();
-    let agent = tokio::spawn(serve_until(
-        agent_io,
-        &settings,
-        allow_all(),
-        std::future::pending(),
-        probe.clone(),
-    ));
+    let (mut edge_io, agent) = agent_with_silent_edge(&settings, &probe).await;
     // The first PING goes out after a second and is never answered.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    within("the first PING", next_ping(&mut edge_io)).await;
     assert!(!agent.is_finished());
     let probed = tokio::time::Instant::now();
     probe.now();
